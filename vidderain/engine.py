@@ -1,0 +1,229 @@
+"""The inference engine: frames in, derained frames out, as numpy arrays.
+
+A frame is padded to a multiple of the network's stride, cut into square tiles
+whose origins lie on multiples of the stride (so every tile sees the pooling grid
+the whole frame would), and the tiles of one or more frames are packed into
+fixed-shape batches for one compiled network function. Outputs are blended back
+with smooth separable weights and cropped. The engine never opens a file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """How frames are cut into tiles and batched.
+
+    Attributes:
+        tile: int. Side of a square tile in pixels, a multiple of the network's stride;
+            0 runs each frame whole. Defaults to 256.
+        overlap: int. Pixels shared by neighbouring tiles, blended smoothly. Defaults to 32.
+        batch: int. Tiles (or whole frames when tile=0) per network call. Defaults to 4.
+    """
+
+    tile: int = 256
+    overlap: int = 32
+    batch: int = 4
+
+
+def check_settings(settings: TileSettings, stride: int) -> None:
+    """Raise ValueError, naming the value, if `settings` cannot work with `stride`."""
+    if settings.batch < 1:
+        raise ValueError(f"batch must be at least 1. Received: batch={settings.batch}")
+    if settings.tile < 0 or settings.tile % stride:
+        raise ValueError(f"tile must be 0 or a positive multiple of {stride}. Received: tile={settings.tile}")
+    if settings.tile and not 0 <= settings.overlap <= settings.tile // 2:
+        raise ValueError(
+            f"overlap must be between 0 and half the tile ({settings.tile // 2}). Received: overlap={settings.overlap}"
+        )
+
+
+def tile_origins(length: int, tile: int, overlap: int, stride: int) -> list[int]:
+    """Origins of tiles of side `tile` covering `length` pixels, each a multiple of `stride`.
+
+    Args:
+        length: int. Side of the padded canvas, a multiple of `stride`, at least `tile`.
+        tile: int. Tile side, a multiple of `stride`.
+        overlap: int. Minimum pixels shared by neighbours.
+        stride: int. The network's total stride.
+
+    Returns:
+        Increasing origins; the last tile ends exactly at `length`.
+    """
+    if length <= tile:
+        return [0]
+    step = max(stride, (tile - overlap) // stride * stride)
+    origins = list(range(0, length - tile, step))
+    origins.append(length - tile)
+    return origins
+
+
+def _ramp(overlap: int) -> np.ndarray:
+    # Raised cosine, strictly positive so every pixel keeps some weight.
+    i = np.arange(overlap, dtype=np.float32)
+    return (0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / overlap)).astype(np.float32)
+
+
+def tile_weights(origins: list[int], tile: int, overlap: int) -> list[np.ndarray]:
+    """One 1-D blending weight per origin: 1 inside, ramping down where a neighbour overlaps."""
+    weights = []
+    for k, origin in enumerate(origins):
+        w = np.ones(tile, dtype=np.float32)
+        if overlap:
+            ramp = _ramp(overlap)
+            if k > 0:
+                w[:overlap] = ramp
+            if k < len(origins) - 1:
+                w[-overlap:] = ramp[::-1]
+        weights.append(w)
+    return weights
+
+
+def pad_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad a HxWxC frame at the bottom and right to `height` x `width` by mirroring it."""
+    pad_h, pad_w = height - frame.shape[0], width - frame.shape[1]
+    if pad_h == 0 and pad_w == 0:
+        return frame
+    # Mirror padding needs at least two pixels along an axis; a 1-pixel side is repeated.
+    mode = "reflect" if min(frame.shape[:2]) > 1 else "edge"
+    return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+
+@dataclass
+class _Frame:
+    key: Hashable
+    height: int
+    width: int
+    canvas: np.ndarray
+    origins_y: list[int]
+    origins_x: list[int]
+    weights_y: list[np.ndarray]
+    weights_x: list[np.ndarray]
+    accum: np.ndarray
+    pending: int = 0
+
+
+class Engine:
+    """Runs a derain network over frames of any size, tiled and batched.
+
+    Args:
+        model: keras.Model. Maps float32 NHWC [0, 1] RGB to derained RGB of the same size.
+        stride: int. The network's total stride; input sides must be multiples of it.
+        settings: TileSettings. Tiling and batching. Defaults to TileSettings().
+    """
+
+    def __init__(self, model: keras.Model, stride: int, settings: TileSettings = TileSettings()):
+        check_settings(settings, stride)
+        self.model = model
+        self.stride = stride
+        self.settings = settings
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Derain one float32 HxWx3 frame in [0, 1]; returns float32 HxWx3 in [0, 1]."""
+        return next(iter(self.run([(0, frame)])))[1]
+
+    def run(self, frames: Iterable[tuple[Hashable, np.ndarray]]) -> Iterator[tuple[Hashable, np.ndarray]]:
+        """Derain a stream of frames, yielding them in order as soon as each is complete.
+
+        Args:
+            frames: iterable of (key, frame). Each frame float32 HxWx3 in [0, 1]; any size.
+                The key travels with the frame and is yielded back with its result.
+
+        Yields:
+            (key, derained): derained is float32 HxWx3 in [0, 1], the size of the input.
+        """
+        batch_size = self.settings.batch
+        buffer: np.ndarray | None = None
+        slots: list[tuple[_Frame, int, int]] = []
+        waiting: deque[_Frame] = deque()
+
+        def flush():
+            nonlocal buffer
+            # The short last batch keeps its shape (stale slots are ignored) so the
+            # compiled function is never retraced.
+            out = np.asarray(self.model.predict_on_batch(buffer))
+            for n, (state, iy, ix) in enumerate(slots):
+                y, x = state.origins_y[iy], state.origins_x[ix]
+                h, w = out.shape[1], out.shape[2]
+                weight = state.weights_y[iy][:, None, None] * state.weights_x[ix][None, :, None]
+                state.accum[y : y + h, x : x + w] += out[n] * weight
+                state.pending -= 1
+            slots.clear()
+
+        def finished():
+            while waiting and waiting[0].pending == 0:
+                state = waiting.popleft()
+                norm_y = _coverage(state.origins_y, state.weights_y, state.accum.shape[0])
+                norm_x = _coverage(state.origins_x, state.weights_x, state.accum.shape[1])
+                result = state.accum[: state.height, : state.width]
+                result /= norm_y[: state.height, None, None] * norm_x[None, : state.width, None]
+                yield state.key, result
+
+        for key, frame in frames:
+            state = self._plan(key, frame)
+            tile_shape = (state.accum.shape[0] if not self.settings.tile else self.settings.tile,
+                          state.accum.shape[1] if not self.settings.tile else self.settings.tile)
+            if buffer is None or buffer.shape[1:3] != tile_shape:
+                if slots:
+                    flush()
+                    yield from finished()
+                buffer = np.zeros((batch_size, *tile_shape, 3), dtype=np.float32)
+            waiting.append(state)
+            th, tw = tile_shape
+            for iy, y in enumerate(state.origins_y):
+                for ix, x in enumerate(state.origins_x):
+                    buffer[len(slots)] = state.canvas[y : y + th, x : x + tw]
+                    slots.append((state, iy, ix))
+                    if len(slots) == batch_size:
+                        flush()
+                        yield from finished()
+            state.canvas = None  # every tile is copied out; free the padded copy early
+        if slots:
+            flush()
+        yield from finished()
+
+    def _plan(self, key: Hashable, frame: np.ndarray) -> _Frame:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
+            raise ValueError(f"Expected a float32 HxWx3 frame. Received: shape={frame.shape}, dtype={frame.dtype}")
+        height, width = frame.shape[:2]
+        if height == 0 or width == 0:
+            raise ValueError(f"Expected a frame with pixels. Received: shape={frame.shape}")
+        tile, overlap, stride = self.settings.tile, self.settings.overlap, self.stride
+        canvas_h = max(math.ceil(height / stride) * stride, tile)
+        canvas_w = max(math.ceil(width / stride) * stride, tile)
+        canvas = pad_frame(frame, canvas_h, canvas_w)
+        if tile:
+            origins_y = tile_origins(canvas_h, tile, overlap, stride)
+            origins_x = tile_origins(canvas_w, tile, overlap, stride)
+            weights_y = tile_weights(origins_y, tile, overlap)
+            weights_x = tile_weights(origins_x, tile, overlap)
+        else:
+            origins_y, origins_x = [0], [0]
+            weights_y, weights_x = [np.ones(canvas_h, np.float32)], [np.ones(canvas_w, np.float32)]
+        return _Frame(
+            key=key,
+            height=height,
+            width=width,
+            canvas=canvas,
+            origins_y=origins_y,
+            origins_x=origins_x,
+            weights_y=weights_y,
+            weights_x=weights_x,
+            accum=np.zeros((canvas_h, canvas_w, 3), dtype=np.float32),
+            pending=len(origins_y) * len(origins_x),
+        )
+
+
+def _coverage(origins: list[int], weights: list[np.ndarray], length: int) -> np.ndarray:
+    total = np.zeros(length, dtype=np.float32)
+    for origin, w in zip(origins, weights):
+        total[origin : origin + len(w)] += w
+    return total

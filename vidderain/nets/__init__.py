@@ -1,0 +1,83 @@
+"""The registry of networks vidderain can build, train and run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+from vidderain.nets.paper import STRIDE as PAPER_STRIDE
+from vidderain.nets.paper import build_paper
+from vidderain.nets.unet import build_unet
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network vidderain knows by name.
+
+    Attributes:
+        build: callable. Returns a fresh, untrained `keras.Model`.
+        stride: int. Input sides must be multiples of this.
+        overlap: int. Tile overlap (pixels) that hides tile seams, measured on trained weights.
+        description: str. One line for `vidderain models`.
+    """
+
+    build: Callable[[], keras.Model]
+    stride: int
+    overlap: int
+    description: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "default": Architecture(
+        build=lambda: build_unet(name="default"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net, widths 32/64/128/256, two 3x3 convolutions per scale",
+    ),
+    "paper": Architecture(
+        build=lambda: build_paper(name="paper"),
+        stride=PAPER_STRIDE,
+        overlap=32,
+        description="the paper's network: 4 convolutions, 3 poolings, 4 transposed convolutions",
+    ),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    """Return the registered architecture called `name`.
+
+    Raises:
+        KeyError: if no architecture has that name; the message lists the names there are.
+    """
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise KeyError(f"Unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def count_macs(model: keras.Model, size: int = 64) -> float:
+    """Multiply-adds per input pixel of the convolutions in `model`.
+
+    Args:
+        model: keras.Model. A fully convolutional image model.
+        size: int. Side of the square input used to read layer shapes; a multiple
+            of the model's stride. Defaults to 64.
+
+    Returns:
+        Multiply-adds per input pixel (biases and activations not counted).
+    """
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
+    shapes = [out.shape for out in probe.compute_output_spec(keras.KerasTensor((1, size, size, model.inputs[0].shape[-1])))]
+    total = 0.0
+    for layer, out_shape in zip(model.layers[1:], shapes):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kh, kw, a, b = layer.kernel.shape
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                # Kernel is (kh, kw, out, in); each input pixel scatters kh*kw*in*out.
+                in_h, in_w = out_shape[1] // layer.strides[0], out_shape[2] // layer.strides[1]
+                total += in_h * in_w * kh * kw * a * b
+            else:
+                total += out_shape[1] * out_shape[2] * kh * kw * a * b
+    return total / (size * size)

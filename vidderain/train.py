@@ -1,0 +1,324 @@
+"""Training: one resumable run of a registered network on image pairs.
+
+The loop is Keras 3 only (`train_on_batch`, a `PyDataset`, Keras optimizers and
+schedules), so it runs under any Keras backend. A run keeps its state in a folder
+beside the output model (`OUT.run/`): the latest checkpoint (weights, optimizer
+variables, step, settings), a CSV log, a loss/PSNR plot and a sample grid. The
+best model by validation PSNR is exported to OUT with its metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from vidderain import __version__
+from vidderain.data import Pair, PatchBatches
+from vidderain.engine import Engine, TileSettings
+from vidderain.errors import InputError
+from vidderain.io.images import write_image
+from vidderain.losses import LOSSES
+from vidderain.metrics import psnr, ssim
+from vidderain.models import save_model
+from vidderain.nets import count_macs, get_architecture
+from vidderain.pipeline import prefetch
+from vidderain.pixels import to_integer
+from vidderain.plots import plot_history
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that defines a training run; stored in its checkpoint."""
+
+    arch: str = "default"  # network name in vidderain.nets.ARCHITECTURES
+    steps: int = 20000  # optimizer steps in the whole run
+    batch: int = 16  # crops per step
+    patch: int = 96  # crop side in pixels, a multiple of the network's stride
+    lr: float = 1e-3  # peak learning rate, reached after the warm-up
+    warmup: int = 300  # steps of linear warm-up from 0, then cosine decay to lr/100
+    loss: str = "charbonnier"  # a name in vidderain.losses.LOSSES
+    val_every: int = 500  # steps between validations (and best-model exports)
+    seed: int = 0  # seeds the weights and the crops
+    checkpoint_seconds: float = 300.0  # a checkpoint at least this often
+
+    def check(self) -> None:
+        """Raise InputError, naming the value, for a setting that cannot work."""
+        arch = get_architecture(self.arch) if self.arch in _arch_names() else None
+        if arch is None:
+            raise InputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(_arch_names())}")
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        for name in ("steps", "batch", "patch", "val_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(self, name)}")
+        if self.patch % arch.stride:
+            raise InputError(f"--patch must be a multiple of {arch.stride} for {self.arch}. Received: {self.patch}")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive. Received: {self.lr}")
+
+
+def _arch_names() -> list[str]:
+    from vidderain.nets import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the loop reports after each step."""
+
+    step: int
+    steps: int
+    loss: float
+    steps_per_second: float
+    val_psnr: float | None
+    val_ssim: float | None
+
+
+LOG_FIELDS = ("step", "loss", "lr", "steps_per_second", "val_psnr", "val_ssim", "elapsed_seconds")
+
+
+def build_model(settings: TrainSettings) -> keras.Model:
+    """Build and compile the network of `settings` with its optimizer and schedule."""
+    keras.utils.set_random_seed(settings.seed)
+    model = get_architecture(settings.arch).build()
+    warmup = min(settings.warmup, max(settings.steps - 1, 0))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=max(settings.steps - warmup, 1),
+        alpha=0.01,
+        warmup_target=settings.lr,
+        warmup_steps=warmup,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSSES[settings.loss])
+    return model
+
+
+def evaluate(model: keras.Model, stride: int, pairs: Sequence[Pair]) -> tuple[float, float, list[np.ndarray]]:
+    """Mean PSNR/SSIM of `model` on whole validation pairs, run through the inference engine.
+
+    Returns:
+        (psnr, ssim, outputs): the means over the pairs and the derained frames.
+    """
+    engine = Engine(model, stride, TileSettings(tile=0, batch=1))
+    outputs = [out for _, out in engine.run((i, rainy) for i, (rainy, _) in enumerate(pairs))]
+    scores_p = [psnr(out, clean) for out, (_, clean) in zip(outputs, pairs)]
+    scores_s = [ssim(out, clean) for out, (_, clean) in zip(outputs, pairs)]
+    return float(np.mean(scores_p)), float(np.mean(scores_s)), outputs
+
+
+class Trainer:
+    """One training run with its checkpoint folder, resumable step for step.
+
+    Args:
+        settings: TrainSettings. The run's definition.
+        train_pairs: sequence of (rainy, clean) float32 frames to crop from.
+        val_pairs: sequence of (rainy, clean) float32 frames, scored whole; may be empty.
+        out: Path. Where the best model is exported; the run folder is `OUT.run/` beside it.
+        data_description: str. Recorded in the model's metadata.
+        synthesize: callable or None. Makes the rainy side of each crop from its clean side.
+        on_progress: callable or None. Called with a Progress after every step.
+    """
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        train_pairs: Sequence[Pair],
+        val_pairs: Sequence[Pair],
+        out: Path,
+        data_description: str,
+        synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ):
+        settings.check()
+        self.settings = settings
+        self.train_pairs, self.val_pairs = list(train_pairs), list(val_pairs)
+        self.out = Path(out)
+        self.run_dir = self.out.with_name(self.out.stem + ".run")
+        self.data_description = data_description
+        self.synthesize = synthesize
+        self.on_progress = on_progress
+        self.arch = get_architecture(settings.arch)
+
+    # Checkpoints -----------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    def _save_checkpoint(self, model: keras.Model, state: dict[str, Any]) -> None:
+        new, old = self.run_dir / "checkpoint.new", self.run_dir / "checkpoint.old"
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        # A compiled model's weights file holds the optimizer's variables (step count included).
+        model.save_weights(new / "model.weights.h5")
+        (new / "state.json").write_text(json.dumps(state, indent=2))
+        # Swap folders so a crash at any point leaves one complete checkpoint.
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            self.checkpoint_dir.rename(old)
+        new.rename(self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _find_checkpoint(self) -> Path | None:
+        for folder in (self.checkpoint_dir, self.run_dir / "checkpoint.old"):
+            if (folder / "state.json").is_file():
+                return folder
+        return None
+
+    @staticmethod
+    def saved_settings(out: Path) -> TrainSettings | None:
+        """The settings stored in the checkpoint of the run for `out`, or None if there is none."""
+        run_dir = Path(out).with_name(Path(out).stem + ".run")
+        for folder in (run_dir / "checkpoint", run_dir / "checkpoint.old"):
+            if (folder / "state.json").is_file():
+                state = json.loads((folder / "state.json").read_text())
+                return TrainSettings(**state["settings"])
+        return None
+
+    def _restore(self, model: keras.Model, folder: Path) -> dict[str, Any]:
+        state = json.loads((folder / "state.json").read_text())
+        # Build the optimizer first so that its variables are read back with the weights.
+        model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(folder / "model.weights.h5")
+        except ValueError as exc:
+            raise InputError(f"{folder}: checkpoint does not fit the {self.settings.arch} network ({exc})") from None
+        if int(np.asarray(model.optimizer.iterations)) != state["step"]:
+            raise InputError(f"{folder}: checkpoint optimizer is at step {int(np.asarray(model.optimizer.iterations))}, "
+                             f"its state at step {state['step']}")
+        return state
+
+    # The loop --------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to `settings.steps`, from scratch or from the run's checkpoint.
+
+        Returns:
+            The final state: step, best validation PSNR/SSIM and the step it came at.
+
+        Raises:
+            KeyboardInterrupt: after saving a checkpoint, so `--resume` continues from there.
+        """
+        s = self.settings
+        model = build_model(s)
+        state: dict[str, Any] = {"step": 0, "best_psnr": None, "best_ssim": None, "best_step": None,
+                                 "wall_seconds": 0.0, "history": []}
+        folder = self._find_checkpoint() if resume else None
+        if resume and folder is None:
+            raise InputError(f"{self.run_dir}: no checkpoint to resume from")
+        if folder is not None:
+            state = self._restore(model, folder)
+        elif self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state["settings"] = dataclasses.asdict(s)
+
+        dataset = PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize)
+        start_step = state["step"]
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists() or start_step == 0
+        started = time.monotonic()
+        wall_before = state["wall_seconds"]
+        last_checkpoint = started
+        val_psnr = state["best_psnr"]
+        val_ssim = state["best_ssim"]
+        recent = time.monotonic()
+        with open(log_path, "w" if new_log else "a", newline="") as log_file:
+            log = csv.DictWriter(log_file, LOG_FIELDS)
+            if new_log:
+                log.writeheader()
+            batches = prefetch((dataset[i] for i in range(start_step, s.steps)), depth=4, name="crops")
+            try:
+                for step in range(start_step + 1, s.steps + 1):
+                    rainy, clean = next(batches)
+                    loss = float(np.asarray(model.train_on_batch(rainy, clean)))
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(f"training diverged at step {step} (loss={loss}); try a lower --lr")
+                    now = time.monotonic()
+                    rate = 1.0 / max(now - recent, 1e-9)
+                    recent = now
+                    state["step"] = step
+                    state["wall_seconds"] = wall_before + now - started
+                    row: dict[str, Any] = {"step": step, "loss": f"{loss:.6f}",
+                                           "lr": f"{float(np.asarray(model.optimizer.learning_rate)):.3e}",
+                                           "steps_per_second": f"{rate:.3f}",
+                                           "elapsed_seconds": f"{state['wall_seconds']:.1f}"}
+                    if step % s.val_every == 0 or step == s.steps:
+                        val_psnr, val_ssim = self._validate(model, state, step)
+                        row.update(val_psnr=_fmt(val_psnr), val_ssim=_fmt(val_ssim))
+                        state["history"].append({"step": step, "loss": loss, "val_psnr": val_psnr, "val_ssim": val_ssim})
+                        plot_history(state["history"], self.run_dir / "curve.png")
+                    log.writerow(row)
+                    if step % s.val_every == 0 or now - last_checkpoint >= s.checkpoint_seconds or step == s.steps:
+                        log_file.flush()
+                        self._save_checkpoint(model, state)
+                        last_checkpoint = time.monotonic()
+                    if self.on_progress:
+                        self.on_progress(Progress(step, s.steps, loss, rate, val_psnr, val_ssim))
+            except KeyboardInterrupt:
+                log_file.flush()
+                if state["step"] > start_step:
+                    self._save_checkpoint(model, state)
+                raise
+            finally:
+                batches.close()
+        if not self.val_pairs:
+            self._export(model, state)
+        return {k: v for k, v in state.items() if k != "history"}
+
+    def _validate(self, model: keras.Model, state: dict[str, Any], step: int) -> tuple[float | None, float | None]:
+        if not self.val_pairs:
+            return None, None
+        val_psnr, val_ssim, outputs = evaluate(model, self.arch.stride, self.val_pairs)
+        rainy, clean = self.val_pairs[0]
+        grid = np.concatenate([rainy, outputs[0], clean], axis=1)
+        write_image(self.run_dir / "samples.png", to_integer(grid))
+        if state["best_psnr"] is None or val_psnr > state["best_psnr"]:
+            state.update(best_psnr=val_psnr, best_ssim=val_ssim, best_step=step)
+            self._export(model, state)
+        return val_psnr, val_ssim
+
+    def _export(self, model: keras.Model, state: dict[str, Any]) -> None:
+        s = self.settings
+        metadata = {
+            "arch": s.arch,
+            "stride": self.arch.stride,
+            "overlap": self.arch.overlap,
+            "description": self.arch.description,
+            "parameters": int(model.count_params()),
+            "macs_per_pixel": count_macs(model),
+            "data": self.data_description,
+            "train_pairs": len(self.train_pairs),
+            "val_pairs": len(self.val_pairs),
+            "synthesized_rain": self.synthesize is not None,
+            "step": state["step"],
+            "training": dataclasses.asdict(s),
+            "val_psnr": state["best_psnr"],
+            "val_ssim": state["best_ssim"],
+            "wall_seconds": round(state["wall_seconds"], 1),
+            "versions": {"vidderain": __version__, "keras": keras.__version__, "backend": keras.backend.backend(),
+                         "python": platform.python_version()},
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        # Export an uncompiled copy: the optimizer state belongs in the checkpoint, not the model.
+        clean = self.arch.build()
+        clean.set_weights(model.get_weights())
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(clean, self.out, metadata)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,16 +1,10 @@
-"""Training data: pairing rainy and clean images, and batches of random crops.
-
-A data folder holds a rainy folder and a clean folder under one of the names
-people use (`rain`/`norain`, `rainy`/`clean`, `input`/`target`,
-`rainy_image`/`ground_truth`). A rainy file pairs with the clean file of the
-same name, or with the clean file whose name it extends by `_<suffix>`
-(Rain1400's `12_3.jpg` is a rainy version of `12.jpg`).
-"""
+"""Training data: a fixed validation split and batches of random aligned crops."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -18,81 +12,9 @@ import numpy as np
 
 from vidderain.errors import InputError
 from vidderain.io.images import is_image_path, read_image
+from vidderain.pairs import Pair, find_folders, load_pair, pair_files
+from vidderain.pipeline import prefetch
 from vidderain.pixels import split_rgb
-
-FOLDER_NAMES: tuple[tuple[str, str], ...] = (
-    ("rain", "norain"),
-    ("rainy", "clean"),
-    ("input", "target"),
-    ("rainy_image", "ground_truth"),
-)
-
-Pair = tuple[np.ndarray, np.ndarray]  # (rainy, clean), float32 HxWx3 in [0, 1]
-
-
-def find_folders(data_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Return the (rainy, clean) folders inside `data_dir`.
-
-    Raises:
-        InputError: no known pair of folder names is there.
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: not a folder")
-    for rainy, clean in FOLDER_NAMES:
-        if (data_dir / rainy).is_dir() and (data_dir / clean).is_dir():
-            return data_dir / rainy, data_dir / clean
-    names = ", ".join(f"{r}/{c}" for r, c in FOLDER_NAMES)
-    raise InputError(f"{data_dir}: expected a rainy and a clean folder named one of {names}")
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
-
-
-def pair_files(rainy_dir: str | os.PathLike, clean_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """Pair rainy images with clean ones by name (identical, or clean name plus `_suffix`).
-
-    Returns:
-        (rainy path, clean path) pairs sorted by rainy path.
-
-    Raises:
-        InputError: a rainy image has no clean partner or a clean image no rainy one;
-            the message names them.
-    """
-    rainy_files, clean_files = _images(Path(rainy_dir)), _images(Path(clean_dir))
-    clean_by_stem = {p.stem: p for p in clean_files}
-    pairs, unpaired = [], []
-    for rainy in rainy_files:
-        clean = clean_by_stem.get(rainy.stem)
-        if clean is None and "_" in rainy.stem:
-            clean = clean_by_stem.get(rainy.stem.rsplit("_", 1)[0])
-        if clean is None:
-            unpaired.append(rainy)
-        else:
-            pairs.append((rainy, clean))
-    used = {clean for _, clean in pairs}
-    unpaired += [p for p in clean_files if p not in used]
-    if unpaired:
-        shown = ", ".join(str(p) for p in unpaired[:5]) + (f" and {len(unpaired) - 5} more" if len(unpaired) > 5 else "")
-        raise InputError(f"{len(unpaired)} image(s) without a partner: {shown}")
-    if not pairs:
-        raise InputError(f"no image pairs in {rainy_dir} and {clean_dir}")
-    return pairs
-
-
-def load_pair(rainy_path: Path, clean_path: Path) -> Pair:
-    """Decode one pair into float32 RGB frames of the same size.
-
-    Raises:
-        InputError: a file cannot be read or the two sizes differ.
-    """
-    rainy, _, _ = split_rgb(read_image(rainy_path))
-    clean, _, _ = split_rgb(read_image(clean_path))
-    if rainy.shape != clean.shape:
-        raise InputError(f"{rainy_path} is {rainy.shape[1]}x{rainy.shape[0]} but {clean_path} is {clean.shape[1]}x{clean.shape[0]}")
-    return rainy, clean
-
 
 def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, list]:
     """Split `items` into (train, validation) with `count` validation items chosen by `seed`.
@@ -171,3 +93,90 @@ class PatchBatches(keras.utils.PyDataset):
                 rainy_crop = self.synthesize(np.ascontiguousarray(clean_crop), rng)
             rainy_batch[b], clean_batch[b] = rainy_crop, clean_crop
         return rainy_batch, clean_batch
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Decoded training and validation pairs, and how the rainy side is made.
+
+    Attributes:
+        train: (rainy, clean) pairs to crop from; (clean, clean) when `synthesize` is set.
+        val: (rainy, clean) pairs scored whole after every validation interval.
+        val_names: file names of the validation pairs, so they can be scored again.
+        source: str. The data folder, as given.
+        synthesize: callable or None. Makes a rainy crop from a clean one during training.
+    """
+
+    train: list[Pair]
+    val: list[Pair]
+    val_names: list[str]
+    source: str
+    synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+
+
+def _load_paired(folder: Path) -> tuple[list[Pair], list[str]]:
+    rainy_dir, clean_dir = find_folders(folder)
+    pairs = pair_files(rainy_dir, clean_dir)
+    loaded = list(prefetch((load_pair(*p) for p in pairs), depth=8, name="read-pairs"))
+    return loaded, [rainy.name for rainy, _ in pairs]
+
+
+def _load_clean(folder: Path) -> tuple[list[np.ndarray], list[str]]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    if not paths:
+        raise InputError(f"{folder}: no images to synthesize rain on")
+    frames = list(prefetch((split_rgb(read_image(p))[0] for p in paths), depth=8, name="read-clean"))
+    return frames, [p.name for p in paths]
+
+
+def load_training_data(
+    data_dir: str | os.PathLike,
+    val_dir: str | os.PathLike | None = None,
+    val_split: float = 0.1,
+    seed: int = 0,
+    synthesize: bool = False,
+) -> TrainingData:
+    """Decode a training folder once and split off a fixed validation part.
+
+    Args:
+        data_dir: str or PathLike. Paired folders (see `vidderain.pairs`), or with
+            `synthesize` a folder of clean images.
+        val_dir: str or PathLike or None. A separate folder of the same kind for validation;
+            then all of `data_dir` trains. Defaults to None.
+        val_split: float. Fraction of `data_dir` held out when `val_dir` is None. Defaults to 0.1.
+        seed: int. Chooses the held-out part (and the synthetic rain of validation images). Defaults to 0.
+        synthesize: bool. Make rainy inputs with `vidderain.synth`. Defaults to False.
+    """
+    data_dir = Path(data_dir)
+    if not 0.0 <= val_split < 1.0:
+        raise InputError(f"--val-split must be in [0, 1). Received: {val_split}")
+    if synthesize:
+        from vidderain.synth import RainSettings, add_rain, make_synthesizer
+
+        clean, names = _load_clean(data_dir)
+        if val_dir is not None:
+            val_clean, val_names = _load_clean(Path(val_dir))
+            train_clean = clean
+        else:
+            count = round(len(clean) * val_split)
+            train_clean, val_clean = split_validation(clean, count, seed)
+            _, val_names = split_validation(names, count, seed)
+        settings = RainSettings()
+        val = [(add_rain(c, np.random.default_rng([seed, i]), settings), c) for i, c in enumerate(val_clean)]
+        return TrainingData([(c, c) for c in train_clean], val, val_names, str(data_dir), make_synthesizer(settings))
+    pairs, names = _load_paired(data_dir)
+    if val_dir is not None:
+        val, val_names = _load_paired(Path(val_dir))
+        return TrainingData(pairs, val, val_names, str(data_dir))
+    count = round(len(pairs) * val_split)
+    train, val = split_validation(pairs, count, seed)
+    _, val_names = split_validation(names, count, seed)
+    return TrainingData(train, val, val_names, str(data_dir))
+
+
+def describe_data(data: TrainingData) -> str:
+    """One line saying what a run trains and validates on."""
+    kind = "clean images with synthesized rain" if data.synthesize else "pairs"
+    return f"{data.source}: {len(data.train)} training {kind}, {len(data.val)} validation pairs"

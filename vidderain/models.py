@@ -14,12 +14,13 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from vidderain.errors import ModelError
 from vidderain.io.files import atomic_output
+
+if TYPE_CHECKING:
+    import keras
 
 METADATA_NAME = "vidderain.json"
 MODEL_SUFFIX = ".keras"
@@ -37,7 +38,7 @@ class LoadedModel:
         path: Path. Where it was loaded from.
     """
 
-    model: keras.Model
+    model: "keras.Model"
     stride: int
     overlap: int
     metadata: dict[str, Any]
@@ -84,7 +85,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def save_model(model: keras.Model, path: str | os.PathLike, metadata: dict[str, Any]) -> None:
+def save_model(model: "keras.Model", path: str | os.PathLike, metadata: dict[str, Any]) -> None:
     """Save `model` with `metadata` to a `.keras` file, atomically.
 
     Args:
@@ -126,6 +127,8 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     Raises:
         ModelError: missing, corrupt, unsafe (serialized code), or not a 3-channel image model.
     """
+    import keras  # here, so that listing and resolving models stays quick
+
     path = resolve_model(name_or_path)
     metadata = read_metadata(path)
     try:

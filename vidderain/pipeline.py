@@ -69,3 +69,65 @@ def prefetch(items: Iterable[T], depth: int = 4, name: str = "prefetch") -> Iter
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+class BackgroundWorker:
+    """Runs submitted jobs one at a time in a background thread, at most `depth` waiting.
+
+    Each job's outcome is collected as (tag, error line or None), so one failing job
+    (a full disk, an unwritable folder) is reported and the others go on.
+
+    Args:
+        depth: int. Jobs queued at most before `submit` blocks. Defaults to 4.
+        name: str. Thread name. Defaults to "worker".
+    """
+
+    def __init__(self, depth: int = 4, name: str = "worker"):
+        self._jobs: queue.Queue = queue.Queue(maxsize=depth)
+        self._done: queue.Queue = queue.Queue()
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _END:
+                return
+            tag, fn, args = job
+            if self._cancel.is_set():
+                continue
+            try:
+                fn(*args)
+                self._done.put((tag, None))
+            except Exception as exc:  # reported per job; the worker goes on
+                self._done.put((tag, str(exc) or type(exc).__name__))
+
+    def submit(self, tag, fn, *args) -> None:
+        """Queue `fn(*args)`; its outcome is reported under `tag`. Blocks while the queue is full."""
+        self._jobs.put((tag, fn, args))
+
+    def completed(self) -> list[tuple]:
+        """Outcomes of the jobs finished so far and not yet returned."""
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def finish(self) -> list[tuple]:
+        """Wait for every queued job, then return the outcomes not yet returned."""
+        self._jobs.put(_END)
+        self._thread.join()
+        return self.completed()
+
+    def __enter__(self) -> "BackgroundWorker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._thread.is_alive():
+            if exc_type is not None:
+                self._cancel.set()  # interrupted: drop queued jobs, stop promptly
+            self._jobs.put(_END)
+            self._thread.join()

@@ -25,7 +25,8 @@ import keras
 import numpy as np
 
 from vidderain import __version__
-from vidderain.data import Pair, PatchBatches
+from vidderain.data import PatchBatches
+from vidderain.pairs import Pair
 from vidderain.engine import Engine, TileSettings
 from vidderain.errors import InputError
 from vidderain.io.images import write_image
@@ -128,6 +129,7 @@ class Trainer:
         val_pairs: sequence of (rainy, clean) float32 frames, scored whole; may be empty.
         out: Path. Where the best model is exported; the run folder is `OUT.run/` beside it.
         data_description: str. Recorded in the model's metadata.
+        val_names: sequence of str. Names of the validation pairs, recorded in the metadata.
         synthesize: callable or None. Makes the rainy side of each crop from its clean side.
         on_progress: callable or None. Called with a Progress after every step.
     """
@@ -139,6 +141,7 @@ class Trainer:
         val_pairs: Sequence[Pair],
         out: Path,
         data_description: str,
+        val_names: Sequence[str] = (),
         synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ):
@@ -148,6 +151,7 @@ class Trainer:
         self.out = Path(out)
         self.run_dir = self.out.with_name(self.out.stem + ".run")
         self.data_description = data_description
+        self.val_names = list(val_names)
         self.synthesize = synthesize
         self.on_progress = on_progress
         self.arch = get_architecture(settings.arch)
@@ -303,6 +307,7 @@ class Trainer:
             "data": self.data_description,
             "train_pairs": len(self.train_pairs),
             "val_pairs": len(self.val_pairs),
+            "val_files": self.val_names,
             "synthesized_rain": self.synthesize is not None,
             "step": state["step"],
             "training": dataclasses.asdict(s),

@@ -1,0 +1,362 @@
+"""The `vidderain` command line: parses, wires library calls together and reports.
+
+Every error a user can cause ends in one line on stderr and a non-zero exit code;
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vidderain import __version__
+from vidderain.errors import InputError, VidderainError
+
+EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="vidderain",
+    help="Remove rain from videos and image folders with a trained network.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
+    """Register `fn` as a command whose errors end in one line on stderr and an exit code."""
+    if fn is None:
+        return functools.partial(command, name=name)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted; finished outputs are kept and a re-run continues")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            if _state["debug"]:
+                err.print_exception()
+            if isinstance(exc, VidderainError):
+                err.print(f"error: {exc}", markup=False)
+                raise typer.Exit(EXIT_USAGE) from None
+            if isinstance(exc, MemoryError) or "OOM" in str(exc) or "out of memory" in str(exc).lower():
+                err.print("error: out of memory; try a smaller --tile or --batch", markup=False)
+            else:
+                err.print(f"error: {type(exc).__name__}: {_one_line(exc)} (--debug shows details)", markup=False)
+            raise typer.Exit(EXIT_FAILED_FILES) from None
+
+    return app.command(name)(run)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what native libraries write to stderr (TensorFlow's start-up logs) unless --debug."""
+    if _state["debug"]:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vidderain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """Remove rain from videos and image folders with a trained network."""
+    _state["debug"] = debug
+
+
+# Shared options ----------------------------------------------------------------------
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="A bundled model name (see `vidderain models`) or a path to a .keras file.")
+]
+TileOption = Annotated[
+    int,
+    typer.Option("--tile", min=0, help="Tile side in pixels, a multiple of the model's stride; 0 runs each frame whole."),
+]
+OverlapOption = Annotated[
+    Optional[int],
+    typer.Option("--overlap", min=0, help="Pixels shared by neighbouring tiles, blended smoothly. [default: the model's]"),
+]
+BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Tiles per network call (tiles of several frames share a batch).")]
+
+
+def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int):
+    from vidderain.models import resolve_model
+
+    resolve_model(model_name)  # a wrong name fails before TensorFlow takes seconds to start
+    with _quiet_native_stderr():
+        from vidderain.devices import describe_device
+        from vidderain.engine import Engine, TileSettings, check_settings
+        from vidderain.models import load_model
+
+        loaded = load_model(model_name)
+        device = describe_device()
+    settings = TileSettings(tile=tile, overlap=loaded.overlap if overlap is None else overlap, batch=batch)
+    try:
+        check_settings(settings, loaded.stride)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    err.print(
+        f"model [bold]{loaded.path.name}[/] ({loaded.metadata.get('arch', '?')}) on {device}, "
+        f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}"
+    )
+    return Engine(loaded.model, loaded.stride, settings)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+# Commands ----------------------------------------------------------------------------
+
+
+@command
+def folder(
+    in_dir: Annotated[Path, typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP).", show_default=False)],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the results: same names and formats.", show_default=False)],
+    model: ModelOption = "default",
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also process sub-folders, mirroring them.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose result already exists.")] = False,
+    tile: TileOption = 256,
+    overlap: OverlapOption = None,
+    batch: BatchOption = 4,
+) -> None:
+    """Derain every image in IN_DIR into OUT_DIR.
+
+    Grayscale stays grayscale, alpha is kept untouched, 16-bit PNG/TIFF stay 16-bit and
+    JPEGs come out upright. Finished results are skipped on a re-run. A file that fails is
+    reported and skipped; the exit code is 1 if any failed.
+    """
+    from vidderain.folders import derain_images, plan_folder
+
+    plan = plan_folder(in_dir, out_dir, recursive=recursive, overwrite=overwrite)
+    if plan.skipped:
+        err.print(f"{len(plan.skipped)} already done in {out_dir} (use --overwrite to redo)")
+    if not plan.todo:
+        if not plan.skipped:
+            raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
+        return
+    engine = _engine(model, tile, overlap, batch)
+    failures = []
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("images", total=len(plan.todo), rate="")
+
+        def on_result(result) -> None:
+            if not result.ok:
+                failures.append(result)
+                progress.console.print(f"[red]failed[/] {result.error}", markup=True)
+            elapsed = time.monotonic() - started
+            progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.2f} img/s")
+
+        results = derain_images(engine, plan.todo, on_result=on_result)
+    done = sum(r.ok for r in results)
+    summary = f"{done} derained, {len(failures)} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
+    (err if failures else out).print(summary)
+    if failures:
+        raise typer.Exit(EXIT_FAILED_FILES)
+
+
+@command(name="eval")
+def evaluate(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of derained images.", show_default=False)],
+    clean_dir: Annotated[Path, typer.Argument(help="Folder of clean ground-truth images, paired by name.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of a table.")] = False,
+) -> None:
+    """Score derained images against clean ones: mean PSNR and SSIM on MATLAB luma.
+
+    This is the deraining literature's protocol (Y of rgb2ycbcr, data range 1, SSIM with an
+    11x11 Gaussian window), so the numbers compare with published tables.
+    """
+    from vidderain.evaluation import evaluate_folders
+
+    report = evaluate_folders(pred_dir, clean_dir)
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(f"{report['count']} pairs: PSNR {report['psnr']:.3f} dB, SSIM {report['ssim']:.4f} (MATLAB luma)")
+
+
+@command
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the bundled models with what their files record about them."""
+    from vidderain.models import bundled_models, read_metadata
+
+    found = {name: read_metadata(path) for name, path in bundled_models().items()}
+    if as_json:
+        out.print_json(json.dumps(found))
+        return
+    if not found:
+        out.print("No bundled models are installed; train one with `vidderain train` and pass it with --model.")
+        return
+    table = Table(title="bundled models")
+    for column in ("name", "architecture", "parameters", "MACs/pixel", "stride", "val PSNR", "val SSIM", "steps", "data"):
+        table.add_column(column)
+    for name, meta in found.items():
+        table.add_row(
+            name,
+            meta.get("arch", "?"),
+            f"{meta['parameters']:,}" if "parameters" in meta else "?",
+            f"{meta['macs_per_pixel'] / 1000:.0f} k" if "macs_per_pixel" in meta else "?",
+            str(meta.get("stride", "?")),
+            f"{meta['val_psnr']:.2f} dB" if meta.get("val_psnr") else "-",
+            f"{meta['val_ssim']:.4f}" if meta.get("val_ssim") else "-",
+            str(meta.get("step", "?")),
+            meta.get("data", "?"),
+        )
+    out.print(table)
+
+
+@command
+def train(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with a rainy and a clean folder (rain/norain, rainy/clean, input/target or "
+            "rainy_image/ground_truth); with --synthesize, a folder of clean images.",
+            show_default=False,
+        ),
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
+    arch: Annotated[str, typer.Option("--arch", help="Network to train: default or paper.")] = "default",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps in the whole run.")] = 20000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")] = 16,
+    patch: Annotated[int, typer.Option("--patch", min=8, help="Crop side in pixels (a multiple of 8).")] = 96,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate, after the warm-up.")] = 1e-3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Steps of linear learning-rate warm-up.")] = 300,
+    loss: Annotated[str, typer.Option("--loss", help="charbonnier, l1, mse, ssim or charbonnier+ssim.")] = "charbonnier",
+    val_split: Annotated[
+        float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of pairs held out for validation.")
+    ] = 0.1,
+    val_dir: Annotated[
+        Optional[Path], typer.Option("--val", help="A separate folder of validation pairs (replaces --val-split).")
+    ] = None,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validations.")] = 500,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the weights, the crops and the validation split.")] = 0,
+    synthesize: Annotated[
+        bool, typer.Option("--synthesize", help="Make the rainy inputs from clean images with vidderain's rain synthesizer.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run of --out from its checkpoint (its settings, --steps may grow).")
+    ] = False,
+) -> None:
+    """Train a network on image pairs, validating on held-out pairs with the literature's metrics.
+
+    The best model by validation PSNR is written to --out; the run folder beside it
+    (OUT.run/) keeps a checkpoint, log.csv, curve.png and samples.png. Ctrl-C saves a
+    checkpoint; --resume continues exactly where the run stopped.
+    """
+    if out_path.suffix != ".keras":
+        raise InputError(f"{out_path}: --out must end in .keras")
+    with _quiet_native_stderr():
+        from vidderain.data import describe_data, load_training_data
+        from vidderain.train import Trainer, TrainSettings
+
+    settings = TrainSettings(arch=arch, steps=steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
+                             val_every=val_every, seed=seed)
+    if resume:
+        saved = Trainer.saved_settings(out_path)
+        if saved is None:
+            raise InputError(f"{out_path}: no checkpoint to resume from (looked in {out_path.stem}.run/)")
+        settings = TrainSettings(**{**saved.__dict__, "steps": steps if steps != saved.steps else saved.steps})
+    settings.check()
+    err.print(f"loading {data_dir} ...")
+    data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize)
+    err.print(describe_data(data))
+    with _progress_training() as progress:
+        task = progress.add_task("training", total=settings.steps, loss="", rate="", val="")
+
+        def on_progress(p) -> None:
+            val = f"val {p.val_psnr:.2f} dB" if p.val_psnr is not None else ""
+            progress.update(task, completed=p.step, loss=f"loss {p.loss:.4f}", rate=f"{p.steps_per_second:.2f} it/s", val=val)
+
+        trainer = Trainer(settings, data.train, data.val, out_path, describe_data(data),
+                          val_names=data.val_names, synthesize=data.synthesize, on_progress=on_progress)
+        try:
+            summary = trainer.fit(resume=resume)
+        except KeyboardInterrupt:
+            err.print(f"interrupted; checkpoint saved in {trainer.run_dir}, continue with --resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
+        if summary.get("best_psnr") is not None else ""
+    out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; model: {out_path}")
+
+
+def _progress_training() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[val]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+# Entry point -------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run the `vidderain` command."""
+    app()

@@ -43,23 +43,25 @@ _DEPTH_SPREAD = 0.3
 class RainSettings:
     """Ranges the rain of one image is drawn from; (low, high) pairs are inclusive.
 
-    The defaults span light rain like Rain100L (one sparse layer of thin streaks,
-    ~27 dB against the clean image) to heavy rain like Rain100H (several dense
-    layers of wide streaks under haze, below 15 dB), with Rain1400's variety of
-    angles and blend modes in between.
+    The defaults span light rain like Rain100L (one sparse layer of thin streaks;
+    its inputs score 26.9 dB against the clean images) to heavy rain like Rain100H
+    (several layers of wide streaks under haze, around 14 dB), with Rain1400's
+    variety of angles and blend modes in between. Measured on four 0.14-0.27 MP photos,
+    20 draws each, the rainy images score 14.3 / 23.0 / 29.7 dB PSNR and 0.45 / 0.75 /
+    0.93 SSIM (5th / 50th / 95th percentile, luma protocol of vidderain.metrics).
     """
 
-    density: Range = (0.0005, 0.008)  # fraction of pixels that start a streak, per layer; drawn log-uniformly
+    density: Range = (0.0001, 0.008)  # fraction of pixels that start a streak, per layer; drawn log-uniformly
     length: Range = (10.0, 50.0)  # streak length in pixels (motion blur extent)
     width: Range = (0.8, 2.5)  # streak width in pixels; below 1 a streak is a fainter 1 px line
     angle: Range = (-30.0, 30.0)  # degrees from vertical, positive leans the top to the right ("/")
     angle_jitter: float = 8.0  # degrees a layer may turn from the image's angle (kept inside `angle`)
-    brightness: Range = (0.25, 0.9)  # peak intensity a single streak adds, 1 = white where it is opaque
+    brightness: Range = (0.15, 0.9)  # peak intensity a single streak adds, 1 = white where it is opaque
     blur: Range = (0.0, 1.0)  # Gaussian sigma in pixels over the layer: defocus of near rain
     layers: tuple[int, int] = (1, 3)  # number of streak layers at different depths
     screen_probability: float = 0.5  # chance of screen blending (Rain1400) instead of clipped addition (Rain100L/H)
     haze_probability: float = 0.25  # chance the image is veiled: O = t * rainy + (1 - t) * A
-    haze: Range = (0.05, 0.4)  # haze strength 1 - t, the share of atmospheric light in each pixel
+    haze: Range = (0.1, 0.6)  # haze strength 1 - t, the share of atmospheric light in each pixel
     haze_light: Range = (0.7, 1.0)  # atmospheric light A, a grey level
 
     def check(self) -> None:
@@ -68,7 +70,9 @@ class RainSettings:
             value = getattr(self, field.name)
             if isinstance(value, tuple):
                 if len(value) != 2 or not all(math.isfinite(v) for v in value) or value[0] > value[1]:
-                    raise ValueError(f"{field.name} must be a range (low, high) with low <= high. Received: {field.name}={value}")
+                    raise ValueError(
+                        f"{field.name} must be a range (low, high) with low <= high. Received: {field.name}={value}"
+                    )
             elif not math.isfinite(value):
                 raise ValueError(f"{field.name} must be a finite number. Received: {field.name}={value}")
         if not all(isinstance(n, (int, np.integer)) for n in self.layers):
@@ -90,7 +94,8 @@ class RainSettings:
 def _check_bounds(name: str, value: float | tuple, low: float, high: float, open_low: bool = False) -> None:
     smallest, largest = value if isinstance(value, tuple) else (value, value)
     if smallest < low or largest > high or (open_low and smallest <= low):
-        raise ValueError(f"{name} must lie in {low} {'<' if open_low else '<='} {name} <= {high}. Received: {name}={value}")
+        relation = "<" if open_low else "<="
+        raise ValueError(f"{name} must lie in {low} {relation} {name} <= {high}. Received: {name}={value}")
 
 
 @dataclass(frozen=True)
@@ -250,7 +255,10 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, settings: RainSettings
     return np.clip(rainy, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def make_synthesizer(settings: RainSettings = RainSettings()) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+Synthesizer = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (clean, rng) -> rainy
+
+
+def make_synthesizer(settings: RainSettings = RainSettings()) -> Synthesizer:
     """Return `(clean, rng) -> rainy` for `PatchBatches(synthesize=...)`, settings checked now.
 
     It is a `functools.partial` of `add_rain`, so it pickles into data-loader worker

@@ -1,0 +1,168 @@
+"""The `vidderain` command line, run through Typer's runner on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vidderain.cli import app
+from vidderain.io.images import read_image, write_image
+from vidderain.metrics import psnr, ssim
+from vidderain.pixels import to_float, to_integer
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def photo_folder(tmp_path, make_natural_image, make_rainy):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "street.png", to_integer(make_rainy(make_natural_image(90, 130, seed=1), seed=1)))
+    write_image(folder / "field.jpg", to_integer(make_rainy(make_natural_image(64, 48, seed=2), seed=2)))
+    return folder
+
+
+def test_version_prints_the_package_version():
+    from vidderain import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_folder_derains_every_image_keeping_name_size_and_format(photo_folder, tmp_path, trained_model_path):
+    out = tmp_path / "out"
+    result = invoke("folder", photo_folder, out, "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["field.jpg", "street.png"]
+    for name in ("street.png", "field.jpg"):
+        assert read_image(out / name).shape == read_image(photo_folder / name).shape
+    assert "2 derained, 0 failed" in result.output
+
+
+def test_folder_reports_a_bad_file_by_name_and_goes_on(photo_folder, tmp_path, trained_model_path):
+    (photo_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out"
+    result = invoke("folder", photo_folder, out, "--model", trained_model_path)
+    assert result.exit_code == 1
+    assert "broken.png" in result.output
+    assert "2 derained, 1 failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["field.jpg", "street.png"]
+    assert "Traceback" not in result.output
+
+
+def test_folder_rerun_skips_finished_outputs(photo_folder, tmp_path, trained_model_path):
+    out = tmp_path / "out"
+    assert invoke("folder", photo_folder, out, "--model", trained_model_path).exit_code == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    result = invoke("folder", photo_folder, out, "--model", trained_model_path)
+    assert result.exit_code == 0
+    assert "2 already done" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_folder_refuses_to_write_over_its_input(photo_folder, trained_model_path):
+    before = {p.name: p.read_bytes() for p in photo_folder.iterdir()}
+    result = invoke("folder", photo_folder, photo_folder, "--model", trained_model_path)
+    assert result.exit_code == 2
+    assert "the output is the input" in result.output
+    assert {p.name: p.read_bytes() for p in photo_folder.iterdir()} == before
+
+
+def test_folder_output_inside_input_is_never_read_back(photo_folder, trained_model_path):
+    out = photo_folder / "derained"
+    for _ in range(2):
+        result = invoke("folder", photo_folder, out, "--model", trained_model_path, "--recursive", "--overwrite")
+        assert result.exit_code == 0, result.output
+    assert not (out / "derained").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["field.jpg", "street.png"]
+
+
+def test_folder_mirrors_subfolders_with_recursive(photo_folder, tmp_path, trained_model_path, make_natural_image):
+    (photo_folder / "day2").mkdir()
+    write_image(photo_folder / "day2" / "cam.png", to_integer(make_natural_image(40, 40, seed=3)))
+    out = tmp_path / "out"
+    assert invoke("folder", photo_folder, out, "--model", trained_model_path, "-r").exit_code == 0
+    assert (out / "day2" / "cam.png").is_file()
+
+
+def test_missing_input_is_one_clear_line(tmp_path):
+    result = invoke("folder", tmp_path / "nowhere", tmp_path / "out")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'nowhere'}: no such folder"]
+
+
+def test_unknown_model_is_one_clear_line(photo_folder, tmp_path):
+    result = invoke("folder", photo_folder, tmp_path / "out", "--model", "no-such-model")
+    assert result.exit_code == 2
+    assert "no model named 'no-such-model'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_tile_that_is_not_a_multiple_of_the_stride_is_refused(photo_folder, tmp_path, trained_model_path):
+    result = invoke("folder", photo_folder, tmp_path / "out", "--model", trained_model_path, "--tile", "100")
+    assert result.exit_code == 2
+    assert "tile=100" in result.output
+
+
+def test_eval_json_gives_the_mean_of_per_file_metrics(tmp_path, make_natural_image, make_rainy):
+    pred, clean = tmp_path / "pred", tmp_path / "clean"
+    pred.mkdir()
+    clean.mkdir()
+    expected_p, expected_s = [], []
+    for i in range(3):
+        c = to_integer(make_natural_image(48, 64, seed=i))
+        p = to_integer(make_rainy(to_float(c), seed=i))
+        write_image(clean / f"{i}.png", c)
+        write_image(pred / f"{i}.png", p)
+        expected_p.append(psnr(to_float(p), to_float(c)))
+        expected_s.append(ssim(to_float(p), to_float(c)))
+    result = invoke("eval", pred, clean, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["count"] == 3
+    assert report["psnr"] == pytest.approx(np.mean(expected_p), abs=1e-9)
+    assert report["ssim"] == pytest.approx(np.mean(expected_s), abs=1e-9)
+    assert [f["name"] for f in report["files"]] == ["0.png", "1.png", "2.png"]
+
+
+def test_eval_names_a_prediction_without_a_clean_partner(tmp_path, make_natural_image):
+    pred, clean = tmp_path / "pred", tmp_path / "clean"
+    pred.mkdir()
+    clean.mkdir()
+    write_image(pred / "lonely.png", to_integer(make_natural_image(20, 20)))
+    result = invoke("eval", pred, clean)
+    assert result.exit_code == 2
+    assert "lonely.png" in result.output
+
+
+def test_models_json_lists_each_bundled_model_with_its_metadata():
+    from vidderain.models import bundled_models
+
+    result = invoke("models", "--json")
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    assert sorted(listed) == sorted(bundled_models())
+    for meta in listed.values():
+        assert {"arch", "stride", "overlap"} <= meta.keys()
+
+
+def test_console_script_runs_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    script = "from vidderain.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", script, "folder", str(tmp_path / "none"), str(tmp_path / "o")],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'none'}: no such folder"

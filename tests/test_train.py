@@ -1,0 +1,194 @@
+"""`vidderain train`: pairing rules, learning, checkpoints and resume, export, synthesized rain."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vidderain.cli import app
+from vidderain.errors import InputError
+from vidderain.io.images import write_image
+from vidderain.pairs import find_folders, pair_files
+from vidderain.pixels import to_integer
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def make_pairs(root, make_natural_image, make_rainy, count=16, rainy="rain", clean="norain", size=(72, 88)):
+    (root / rainy).mkdir(parents=True)
+    (root / clean).mkdir(parents=True)
+    for i in range(count):
+        scene = make_natural_image(*size, seed=i)
+        write_image(root / clean / f"{i}.png", to_integer(scene))
+        write_image(root / rainy / f"{i}.png", to_integer(make_rainy(scene, seed=i)))
+    return root
+
+
+def read_log(out):
+    with open(out.with_name(out.stem + ".run") / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# Pairing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rainy,clean", [("rain", "norain"), ("rainy", "clean"), ("input", "target"),
+                                         ("rainy_image", "ground_truth")])
+def test_folder_names_people_use_are_found(tmp_path, rainy, clean):
+    (tmp_path / rainy).mkdir()
+    (tmp_path / clean).mkdir()
+    assert find_folders(tmp_path) == (tmp_path / rainy, tmp_path / clean)
+
+
+def test_pairs_by_identical_name_and_by_rain1400_suffix(tmp_path):
+    for folder in ("rain", "norain"):
+        (tmp_path / folder).mkdir()
+    for name in ("a.png", "12_1.jpg", "12_2.jpg"):
+        (tmp_path / "rain" / name).touch()
+    for name in ("a.png", "12.jpg"):
+        (tmp_path / "norain" / name).touch()
+    pairs = pair_files(tmp_path / "rain", tmp_path / "norain")
+    assert [(r.name, c.name) for r, c in pairs] == [("12_1.jpg", "12.jpg"), ("12_2.jpg", "12.jpg"), ("a.png", "a.png")]
+
+
+def test_unpaired_files_are_named_in_the_error(tmp_path):
+    for folder in ("rain", "norain"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "rain" / "a.png").touch()
+    (tmp_path / "rain" / "orphan.png").touch()
+    (tmp_path / "norain" / "a.png").touch()
+    (tmp_path / "norain" / "widow.png").touch()
+    with pytest.raises(InputError, match="orphan.png.*widow.png"):
+        pair_files(tmp_path / "rain", tmp_path / "norain")
+
+
+# Training ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_loss_falls_over_30_steps(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
+    out = tmp_path / "m.keras"
+    result = invoke("train", data, "--out", out, "--steps", 30, "--batch", 4, "--patch", 64, "--warmup", 5,
+                    "--val-every", 30)
+    assert result.exit_code == 0, result.output
+    losses = [float(row["loss"]) for row in read_log(out)]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, make_natural_image, make_rainy):
+    from vidderain.data import load_training_data
+    from vidderain.train import Trainer, TrainSettings
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
+    settings = TrainSettings(steps=10, batch=4, patch=32, warmup=3, val_every=4, seed=3)
+    options = ["--steps", 10, "--batch", 4, "--patch", 32, "--warmup", 3, "--val-every", 4, "--seed", 3]
+    straight = tmp_path / "straight.keras"
+    assert invoke("train", data, "--out", straight, *options).exit_code == 0
+
+    def interrupt_at_step_6(progress):
+        if progress.step == 6:
+            raise KeyboardInterrupt
+
+    loaded = load_training_data(data, val_split=0.1, seed=3)
+    split = tmp_path / "split.keras"
+    trainer = Trainer(settings, loaded.train, loaded.val, split, "test pairs", on_progress=interrupt_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert [int(r["step"]) for r in read_log(split)] == list(range(1, 7))
+    state = json.loads((split.with_name("split.run") / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 6
+
+    resumed = invoke("train", data, "--out", split, "--steps", 10, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert [int(r["step"]) for r in read_log(split)] == list(range(1, 11))
+    straight_losses = [float(r["loss"]) for r in read_log(straight)]
+    split_losses = [float(r["loss"]) for r in read_log(split)]
+    np.testing.assert_allclose(split_losses, straight_losses, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_finished_run_extends_with_resume_and_more_steps(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
+    out = tmp_path / "m.keras"
+    assert invoke("train", data, "--out", out, "--steps", 6, "--batch", 2, "--patch", 32, "--val-every", 3).exit_code == 0
+    result = invoke("train", data, "--out", out, "--steps", 9, "--resume")
+    assert result.exit_code == 0, result.output
+    assert [int(r["step"]) for r in read_log(out)] == list(range(1, 10))
+    assert "trained 9 steps" in result.output
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=2)
+    result = invoke("train", data, "--out", tmp_path / "m.keras", "--resume")
+    assert result.exit_code == 2
+    assert "no checkpoint to resume from" in result.output
+
+
+@pytest.mark.slow
+def test_exported_model_carries_metadata_and_runs_through_folder(tmp_path, make_natural_image, make_rainy):
+    from vidderain.models import load_model, read_metadata
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
+    out = tmp_path / "m.keras"
+    assert invoke("train", data, "--out", out, "--steps", 4, "--batch", 2, "--patch", 32, "--val-every", 2).exit_code == 0
+    meta = read_metadata(out)
+    assert meta["arch"] == "default" and meta["stride"] == 8
+    assert meta["val_pairs"] == 2 and len(meta["val_files"]) == 2
+    assert meta["val_psnr"] > 0 and 0 < meta["val_ssim"] <= 1
+    assert meta["training"]["loss"] == "charbonnier"
+    assert load_model(out).model.inputs[0].shape[-1] == 3
+    run = out.with_name("m.run")
+    assert (run / "curve.png").is_file() and (run / "samples.png").is_file()
+    result = invoke("folder", data / "rain", tmp_path / "derained", "--model", out)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "derained").iterdir())) == 16
+
+
+@pytest.mark.slow
+def test_paper_network_trains_too(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=4)
+    out = tmp_path / "p.keras"
+    result = invoke("train", data, "--out", out, "--arch", "paper", "--steps", 3, "--batch", 2, "--patch", 32,
+                    "--val-split", 0.25, "--val-every", 3)
+    assert result.exit_code == 0, result.output
+    from vidderain.models import read_metadata
+
+    assert read_metadata(out)["arch"] == "paper"
+
+
+@pytest.mark.slow
+def test_synthesize_trains_from_clean_images_alone(tmp_path, make_natural_image):
+    clean = tmp_path / "clean_only"
+    clean.mkdir()
+    for i in range(6):
+        write_image(clean / f"{i}.png", to_integer(make_natural_image(64, 80, seed=i)))
+    out = tmp_path / "s.keras"
+    result = invoke("train", clean, "--out", out, "--synthesize", "--steps", 4, "--batch", 2, "--patch", 32,
+                    "--val-split", 0.34, "--val-every", 4)
+    assert result.exit_code == 0, result.output
+    from vidderain.models import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["synthesized_rain"] is True
+    assert meta["val_pairs"] == 2
+
+
+def test_bad_settings_are_refused_with_the_value(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=2)
+    result = invoke("train", data, "--out", tmp_path / "m.keras", "--patch", 30)
+    assert result.exit_code == 2
+    assert "multiple of 8" in result.output and "30" in result.output
+    result = invoke("train", data, "--out", tmp_path / "m.keras", "--loss", "hinge")
+    assert result.exit_code == 2
+    assert "hinge" in result.output

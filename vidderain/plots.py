@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Sequence
-from typing import Any
 
 import cv2
 import numpy as np
@@ -27,31 +26,37 @@ def _polyline(canvas, xs, ys, x_range, y_range, colour, box):
         cv2.circle(canvas, tuple(int(v) for v in p), 3, colour, -1, cv2.LINE_AA)
 
 
-def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Draw training loss (left axis, blue) and validation PSNR (right axis, red) against steps.
+def plot_training_log(log_path: str | os.PathLike, path: str | os.PathLike, bins: int = 200) -> None:
+    """Draw a training run's loss (blue, left scale) and validation PSNR (red, right scale) against steps.
 
     Args:
-        history: sequence of dicts with `step`, `loss` and `val_psnr` (None where not validated).
+        log_path: str or PathLike. The run's `log.csv` (columns `step`, `loss`, `val_psnr`).
         path: str or PathLike. PNG to write (atomically).
+        bins: int. The loss is averaged over this many equal runs of steps, to show the trend. Defaults to 200.
     """
+    with open(log_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = np.array([int(r["step"]) for r in rows])
+    losses = np.array([float(r["loss"]) for r in rows])
+    validated = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
     canvas = np.full((_H, _W, 3), 255, np.uint8)
     box = (_M + 16, _M // 2, _W - _M - 16, _H - _M)
     cv2.rectangle(canvas, box[:2], box[2:], (200, 200, 200), 1)
-    steps = [h["step"] for h in history]
-    if steps:
-        x_range = (0, max(steps))
-        losses = [h["loss"] for h in history]
-        psnrs = [(h["step"], h["val_psnr"]) for h in history if h.get("val_psnr") is not None]
-        lo, hi = min(losses), max(losses)
-        _polyline(canvas, steps, losses, x_range, (lo, hi), (40, 90, 200), box)
+    if len(steps):
+        x_range = (0, int(steps.max()))
+        groups = np.array_split(np.arange(len(steps)), min(bins, len(steps)))
+        bin_steps = [steps[g].mean() for g in groups]
+        bin_losses = [losses[g].mean() for g in groups]
+        lo, hi = min(bin_losses), max(bin_losses)
+        _polyline(canvas, bin_steps, bin_losses, x_range, (lo, hi), (40, 90, 200), box)
         _label(canvas, f"loss {hi:.4f}", (4, box[1] + 10), (40, 90, 200))
         _label(canvas, f"{lo:.4f}", (4, box[3]), (40, 90, 200))
-        if psnrs:
-            ps = [p for _, p in psnrs]
-            _polyline(canvas, [s for s, _ in psnrs], ps, x_range, (min(ps), max(ps)), (200, 40, 40), box)
-            _label(canvas, f"PSNR {max(ps):.2f} dB", (box[2] - 120, box[1] + 14), (200, 40, 40))
+        if validated:
+            ps = [p for _, p in validated]
+            _polyline(canvas, [s for s, _ in validated], ps, x_range, (min(ps), max(ps)), (200, 40, 40), box)
+            _label(canvas, f"val PSNR {max(ps):.2f} dB", (box[2] - 150, box[1] + 14), (200, 40, 40))
             _label(canvas, f"{min(ps):.2f}", (box[2] + 2, box[3]), (200, 40, 40))
-        _label(canvas, f"step {max(steps)}", (box[2] - 90, _H - 12), (60, 60, 60))
+        _label(canvas, f"step {int(steps.max())}", (box[2] - 90, _H - 12), (60, 60, 60))
     _label(canvas, "0", (box[0], _H - 12), (60, 60, 60))
     write_image(path, canvas)
 

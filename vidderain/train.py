@@ -36,7 +36,7 @@ from vidderain.models import save_model
 from vidderain.nets import count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
-from vidderain.plots import plot_history
+from vidderain.plots import plot_training_log
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class Trainer:
         s = self.settings
         model = build_model(s)
         state: dict[str, Any] = {"step": 0, "best_psnr": None, "best_ssim": None, "best_step": None,
-                                 "wall_seconds": 0.0, "history": []}
+                                 "wall_seconds": 0.0}
         folder = self._find_checkpoint() if resume else None
         if resume and folder is None:
             raise InputError(f"{self.run_dir}: no checkpoint to resume from")
@@ -263,9 +263,10 @@ class Trainer:
                     if step % s.val_every == 0 or step == s.steps:
                         val_psnr, val_ssim = self._validate(model, state, step)
                         row.update(val_psnr=_fmt(val_psnr), val_ssim=_fmt(val_ssim))
-                        state["history"].append({"step": step, "loss": loss, "val_psnr": val_psnr, "val_ssim": val_ssim})
-                        plot_history(state["history"], self.run_dir / "curve.png")
                     log.writerow(row)
+                    if row.get("val_psnr"):
+                        log_file.flush()
+                        plot_training_log(log_path, self.run_dir / "curve.png")
                     if step % s.val_every == 0 or now - last_checkpoint >= s.checkpoint_seconds or step == s.steps:
                         log_file.flush()
                         self._save_checkpoint(model, state)
@@ -281,7 +282,7 @@ class Trainer:
                 batches.close()
         if not self.val_pairs:
             self._export(model, state)
-        return {k: v for k, v in state.items() if k != "history"}
+        return state
 
     def _validate(self, model: keras.Model, state: dict[str, Any], step: int) -> tuple[float | None, float | None]:
         if not self.val_pairs:

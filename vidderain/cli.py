@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -210,6 +211,79 @@ def folder(
     (err if failures else out).print(summary)
     if failures:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _fraction(text: Optional[str]) -> Optional[Fraction]:
+    if text is None:
+        return None
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"--fps must be a number or a ratio such as 30000/1001. Received: {text!r}") from None
+
+
+@command
+def video(
+    in_path: Annotated[
+        Path, typer.Argument(help="A video file, or a folder of numbered frames (with --fps).", show_default=False)
+    ],
+    out_path: Annotated[
+        Path, typer.Argument(help="The video to write; its extension picks the container.", show_default=False)
+    ],
+    model: ModelOption = "default",
+    tile: TileOption = 256,
+    overlap: OverlapOption = None,
+    batch: BatchOption = 4,
+    codec: Annotated[
+        Optional[str], typer.Option("--codec", help="ffmpeg encoder: libx264, libx265, libvpx-vp9, libsvtav1, prores_ks ... [default: libx264; libvpx-vp9 for .webm]")
+    ] = None,
+    crf: Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="Quality, lower is better; 0 is lossless. [default: 18]")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed/size preset. [default: medium]")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Stored pixel format. [default: yuv420p]")] = None,
+    compare: Annotated[
+        Optional[str], typer.Option("--compare", help="'side': input and result side by side; 'split': a moving split line.")
+    ] = None,
+    start: Annotated[Optional[float], typer.Option("--start", min=0, help="Seconds to skip at the start.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0, help="Seconds to process.")] = None,
+    fps: Annotated[Optional[str], typer.Option("--fps", help="Frame rate of a folder of frames, e.g. 25 or 30000/1001.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Derain a video, keeping every frame, its timing, rotation, audio and subtitles.
+
+    The output is written to a temporary name beside OUT and renamed when complete,
+    so an interrupted run leaves no half-written OUT.
+    """
+    from vidderain.io.video import EncoderSettings
+    from vidderain.videos import VideoOptions, derain_video
+
+    if out_path.exists() and not overwrite:
+        raise InputError(f"{out_path}: exists; use --overwrite to replace it")
+    encoder = None
+    if any(v is not None for v in (codec, crf, preset, pix_fmt)):
+        base = EncoderSettings() if codec is None else EncoderSettings(codec=codec)
+        encoder = EncoderSettings(
+            codec=base.codec,
+            crf=base.crf if crf is None else crf,
+            preset=base.preset if preset is None else preset,
+            pix_fmt=base.pix_fmt if pix_fmt is None else pix_fmt,
+        )
+    options = VideoOptions(encoder=encoder, start=start, duration=duration, compare=compare, fps=_fraction(fps))
+    options.check()
+    engine = _engine(model, tile, overlap, batch)
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task(in_path.name, total=None, rate="")
+
+        def on_progress(done: int, total: Optional[int]) -> None:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
+
+        notes = derain_video(engine, in_path, out_path, options, on_progress=on_progress)
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
+    frames = progress.tasks[task].completed
+    seconds = time.monotonic() - started
+    out.print(f"{int(frames)} frames derained in {seconds:.1f} s ({frames / max(seconds, 1e-9):.2f} frames/s): {out_path}")
 
 
 @command(name="eval")

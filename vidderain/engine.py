@@ -172,8 +172,7 @@ class Engine:
 
         for key, frame in frames:
             state = self._plan(key, frame)
-            tile_shape = (state.accum.shape[0] if not self.settings.tile else self.settings.tile,
-                          state.accum.shape[1] if not self.settings.tile else self.settings.tile)
+            tile_shape = (len(state.weights_y[0]), len(state.weights_x[0]))
             if buffer is None or buffer.shape[1:3] != tile_shape:
                 if slots:
                     flush()
@@ -199,18 +198,18 @@ class Engine:
         height, width = frame.shape[:2]
         if height == 0 or width == 0:
             raise ValueError(f"Expected a frame with pixels. Received: shape={frame.shape}")
-        tile, overlap, stride = self.settings.tile, self.settings.overlap, self.stride
-        canvas_h = max(math.ceil(height / stride) * stride, tile)
-        canvas_w = max(math.ceil(width / stride) * stride, tile)
+        overlap, stride = self.settings.overlap, self.stride
+        canvas_h = math.ceil(height / stride) * stride
+        canvas_w = math.ceil(width / stride) * stride
         canvas = pad_frame(frame, canvas_h, canvas_w)
-        if tile:
-            origins_y = tile_origins(canvas_h, tile, overlap, stride)
-            origins_x = tile_origins(canvas_w, tile, overlap, stride)
-            weights_y = tile_weights(origins_y, tile, overlap)
-            weights_x = tile_weights(origins_x, tile, overlap)
-        else:
-            origins_y, origins_x = [0], [0]
-            weights_y, weights_x = [np.ones(canvas_h, np.float32)], [np.ones(canvas_w, np.float32)]
+        # A side shorter than the tile is run whole: the tile shrinks to it rather than
+        # spending compute on padding (frames of one video all get the same shape).
+        tile_h = min(self.settings.tile or canvas_h, canvas_h)
+        tile_w = min(self.settings.tile or canvas_w, canvas_w)
+        origins_y = tile_origins(canvas_h, tile_h, overlap, stride)
+        origins_x = tile_origins(canvas_w, tile_w, overlap, stride)
+        weights_y = tile_weights(origins_y, tile_h, overlap)
+        weights_x = tile_weights(origins_x, tile_w, overlap)
         return _Frame(
             key=key,
             height=height,

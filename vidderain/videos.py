@@ -1,0 +1,185 @@
+"""Derain one video (or a folder of numbered frames) into a new video file.
+
+Decoding runs in a background thread, the network in the caller's thread and the
+hand-over to the encoder in another thread, with bounded queues between them, so
+memory stays flat however long the video is. Every decoded frame is written once,
+in order, with the time the source gave it; audio, subtitles, rotation and colour
+tags are kept by `vidderain.io.video`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidderain.engine import Engine
+from vidderain.errors import InputError
+from vidderain.folders import check_output_location
+from vidderain.io.images import read_image
+from vidderain.io.video import EncoderSettings, VideoReader, VideoWriter, read_frame_folder
+from vidderain.pipeline import BackgroundWorker, prefetch
+from vidderain.pixels import split_rgb, to_float, to_integer
+
+COMPARE_MODES = ("side", "split")
+SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and back
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is read and written.
+
+    Attributes:
+        encoder: EncoderSettings or None. Codec, CRF, preset, pixel format; None picks
+            the default for the output container (H.264, or VP9 for .webm).
+        start: float or None. Seconds to skip at the start. Defaults to None.
+        duration: float or None. Seconds to process from `start`. Defaults to None (to the end).
+        compare: str or None. "side" writes input | derained side by side; "split" one
+            frame whose left part is the input, with a moving split line. Defaults to None.
+        fps: Fraction or None. Frame rate of a folder of frames (ignored for video files).
+    """
+
+    encoder: EncoderSettings | None = None
+    start: float | None = None
+    duration: float | None = None
+    compare: str | None = None
+    fps: Fraction | None = None
+
+    def check(self) -> None:
+        """Raise InputError naming a setting that cannot work."""
+        if self.compare is not None and self.compare not in COMPARE_MODES:
+            raise InputError(f"--compare must be one of {', '.join(COMPARE_MODES)}. Received: {self.compare!r}")
+        if self.fps is not None and self.fps <= 0:
+            raise InputError(f"--fps must be positive. Received: {self.fps}")
+
+
+def encoder_for(path: Path, encoder: EncoderSettings | None) -> EncoderSettings:
+    """The encoder to use for `path`: the given one, or the container's sane default."""
+    if encoder is not None:
+        return encoder
+    if path.suffix.lower() == ".webm":
+        return EncoderSettings(codec="libvpx-vp9", crf=32, preset=None)
+    return EncoderSettings()
+
+
+def compose_compare(rainy: np.ndarray, derained: np.ndarray, mode: str | None, index: int, fps: Fraction) -> np.ndarray:
+    """The frame to encode: the derained frame, or a comparison of input and result (uint8 RGB)."""
+    if mode is None:
+        return derained
+    if mode == "side":
+        return np.concatenate([rainy, derained], axis=1)
+    width = rainy.shape[1]
+    phase = 2 * math.pi * index / (float(fps) * SPLIT_PERIOD_SECONDS)
+    split = int(round(width * (0.5 + 0.4 * math.sin(phase))))
+    frame = derained.copy()
+    frame[:, :split] = rainy[:, :split]
+    cv2.line(frame, (split, 0), (split, frame.shape[0] - 1), (255, 255, 255), max(1, width // 400))
+    return frame
+
+
+def _frame_folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
+    first_shape = None
+    for path in paths:
+        rgb, _, _ = split_rgb(read_image(path))
+        if first_shape is None:
+            first_shape = rgb.shape
+        elif rgb.shape != first_shape:
+            raise InputError(f"{path}: is {rgb.shape[1]}x{rgb.shape[0]}, the first frame {first_shape[1]}x{first_shape[0]}")
+        yield to_integer(rgb)  # video frames are 8-bit RGB
+
+
+def derain_video(
+    engine: Engine,
+    source: Path,
+    destination: Path,
+    options: VideoOptions = VideoOptions(),
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> list[str]:
+    """Derain `source` (a video file or a folder of frames) into the video file `destination`.
+
+    Args:
+        engine: Engine. Runs the network.
+        source: Path. A video file, or a folder of numbered image frames (then `options.fps` is needed).
+        destination: Path. The output video; its suffix picks the container. Written atomically.
+        options: VideoOptions. Trimming, encoding, comparison. Defaults to VideoOptions().
+        on_progress: callable or None. Called as `(frames_done, frames_total_or_None)` after each frame.
+
+    Returns:
+        Notes from the writer: streams re-encoded or left out, pixel-format switches.
+
+    Raises:
+        InputError: a bad source, destination or option; the destination is then untouched.
+    """
+    options.check()
+    check_output_location(source, destination)
+    encoder = encoder_for(destination, options.encoder)
+    if source.is_dir():
+        if options.fps is None:
+            raise InputError(f"{source}: a folder of frames needs --fps (e.g. --fps 30000/1001)")
+        paths = read_frame_folder(source)
+        first = read_image(paths[0])
+        height, width = first.shape[:2]
+        frames: Iterator[np.ndarray] = _frame_folder_frames(paths)
+        total: int | None = len(paths)
+        writer_args = dict(fps=options.fps, settings=encoder)
+        reader = None
+    else:
+        reader = VideoReader(source, start=options.start, duration=options.duration)
+        width, height = reader.width, reader.height
+        frames = iter(reader)
+        total = _expected_frames(reader)
+        writer_args = dict(fps=reader.info.fps, settings=encoder, source=reader.info, start=reader.start,
+                           duration=reader.duration, timestamps=reader.timestamps,
+                           sample_aspect_ratio=reader.info.display_sample_aspect_ratio)
+    out_width = width * 2 if options.compare == "side" else width
+    fps = writer_args["fps"]
+    inputs: dict[int, np.ndarray] = {}
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with VideoWriter(destination, out_width, height, **writer_args) as writer:
+
+            def decoded() -> Iterator[tuple[int, np.ndarray]]:
+                for index, frame in enumerate(frames):
+                    if options.compare:
+                        inputs[index] = frame
+                    yield index, to_float(frame)
+
+            def encode(index: int, derained: np.ndarray) -> None:
+                frame = compose_compare(inputs.pop(index, None), to_integer(derained), options.compare, index, fps)
+                writer.write(frame)
+
+            done = 0
+            with BackgroundWorker(depth=4, name="encode-video") as encoder_thread:
+                for index, derained in engine.run(prefetch(decoded(), depth=4, name="decode-video")):
+                    encoder_thread.submit(index, encode, index, derained)
+                    _raise_first(encoder_thread.completed())
+                    done += 1
+                    if on_progress:
+                        on_progress(done, total)
+                _raise_first(encoder_thread.finish())
+            return list(writer.notes)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _raise_first(outcomes: list[tuple]) -> None:
+    for _, error in outcomes:
+        if error is not None:
+            raise InputError(error)
+
+
+def _expected_frames(reader: VideoReader) -> int | None:
+    count = reader.info.frame_count
+    if count is None:
+        return None
+    if reader.start or reader.duration:
+        remaining = (reader.info.duration or 0) - (reader.start or 0)
+        seconds = min(remaining, reader.duration) if reader.duration else remaining
+        return max(0, min(count, math.ceil(seconds * float(reader.info.fps))))
+    return count

@@ -125,6 +125,31 @@ OverlapOption = Annotated[
     typer.Option("--overlap", min=0, help="Pixels shared by neighbouring tiles, blended smoothly. [default: the model's]"),
 ]
 BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Tiles per network call (tiles of several frames share a batch).")]
+CodecOption = Annotated[
+    Optional[str],
+    typer.Option("--codec", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, prores_ks ... [default: libx264; libvpx-vp9 for .webm]"),
+]
+CrfOption = Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="Video quality, lower is better; 0 is lossless. [default: 18]")]
+PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Video encoder speed/size preset. [default: medium]")]
+PixFmtOption = Annotated[Optional[str], typer.Option("--pix-fmt", help="Stored video pixel format. [default: yuv420p]")]
+CompareOption = Annotated[
+    Optional[str], typer.Option("--compare", help="Video: 'side' puts input and result side by side; 'split' draws a moving split line.")
+]
+
+
+def _encoder(codec: Optional[str], crf: Optional[int], preset: Optional[str], pix_fmt: Optional[str]):
+    """Encoder settings from the options given, or None for the output container's default."""
+    from vidderain.io.video import EncoderSettings
+
+    if all(v is None for v in (codec, crf, preset, pix_fmt)):
+        return None
+    base = EncoderSettings() if codec is None else EncoderSettings(codec=codec)
+    return EncoderSettings(
+        codec=base.codec,
+        crf=base.crf if crf is None else crf,
+        preset=base.preset if preset is None else preset,
+        pix_fmt=base.pix_fmt if pix_fmt is None else pix_fmt,
+    )
 
 
 def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int):
@@ -168,7 +193,9 @@ def _progress() -> Progress:
 
 @command
 def folder(
-    in_dir: Annotated[Path, typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP).", show_default=False)],
+    in_dir: Annotated[
+        Path, typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP) and videos.", show_default=False)
+    ],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the results: same names and formats.", show_default=False)],
     model: ModelOption = "default",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also process sub-folders, mirroring them.")] = False,
@@ -176,14 +203,24 @@ def folder(
     tile: TileOption = 256,
     overlap: OverlapOption = None,
     batch: BatchOption = 4,
+    codec: CodecOption = None,
+    crf: CrfOption = None,
+    preset: PresetOption = None,
+    pix_fmt: PixFmtOption = None,
+    compare: CompareOption = None,
 ) -> None:
-    """Derain every image in IN_DIR into OUT_DIR.
+    """Derain every image and video in IN_DIR into OUT_DIR.
 
     Grayscale stays grayscale, alpha is kept untouched, 16-bit PNG/TIFF stay 16-bit and
-    JPEGs come out upright. Finished results are skipped on a re-run. A file that fails is
-    reported and skipped; the exit code is 1 if any failed.
+    JPEGs come out upright; videos keep every frame, their timing, audio and rotation.
+    Finished results are skipped on a re-run. A file that fails is reported and skipped;
+    the exit code is 1 if any failed.
     """
-    from vidderain.folders import derain_images, plan_folder
+    from vidderain.folders import FileResult, derain_files, plan_folder
+    from vidderain.videos import VideoOptions
+
+    video_options = VideoOptions(encoder=_encoder(codec, crf, preset, pix_fmt), compare=compare)
+    video_options.check()
 
     plan = plan_folder(in_dir, out_dir, recursive=recursive, overwrite=overwrite)
     if plan.skipped:
@@ -193,20 +230,30 @@ def folder(
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
     engine = _engine(model, tile, overlap, batch)
-    failures = []
     started = time.monotonic()
     with _progress() as progress:
-        task = progress.add_task("images", total=len(plan.todo), rate="")
+        overall = progress.add_task("files", total=len(plan.todo), rate="")
+        clips: dict[Path, tuple[int, float]] = {}
 
-        def on_result(result) -> None:
+        def on_result(result: FileResult) -> None:
             if not result.ok:
-                failures.append(result)
                 progress.console.print(f"[red]failed[/] {result.error}", markup=True)
-            elapsed = time.monotonic() - started
-            progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.2f} img/s")
+            if result.source in clips:
+                progress.remove_task(clips.pop(result.source)[0])
+            progress.update(overall, advance=1)
+            done = progress.tasks[overall].completed
+            progress.update(overall, rate=f"{done / (time.monotonic() - started):.2f} files/s")
 
-        results = derain_images(engine, plan.todo, on_result=on_result)
-    done = sum(r.ok for r in results)
+        def on_frame(source: Path, done: int, total: Optional[int]) -> None:
+            if source not in clips:
+                clips[source] = (progress.add_task(f"  {source.name}", total=total, rate=""), time.monotonic())
+            task, clip_started = clips[source]
+            rate = done / max(time.monotonic() - clip_started, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
+
+        results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame)
+    failures = [r for r in results if not r.ok]
+    done = len(results) - len(failures)
     summary = f"{done} derained, {len(failures)} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
     (err if failures else out).print(summary)
     if failures:
@@ -234,15 +281,11 @@ def video(
     tile: TileOption = 256,
     overlap: OverlapOption = None,
     batch: BatchOption = 4,
-    codec: Annotated[
-        Optional[str], typer.Option("--codec", help="ffmpeg encoder: libx264, libx265, libvpx-vp9, libsvtav1, prores_ks ... [default: libx264; libvpx-vp9 for .webm]")
-    ] = None,
-    crf: Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="Quality, lower is better; 0 is lossless. [default: 18]")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed/size preset. [default: medium]")] = None,
-    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Stored pixel format. [default: yuv420p]")] = None,
-    compare: Annotated[
-        Optional[str], typer.Option("--compare", help="'side': input and result side by side; 'split': a moving split line.")
-    ] = None,
+    codec: CodecOption = None,
+    crf: CrfOption = None,
+    preset: PresetOption = None,
+    pix_fmt: PixFmtOption = None,
+    compare: CompareOption = None,
     start: Annotated[Optional[float], typer.Option("--start", min=0, help="Seconds to skip at the start.")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", min=0, help="Seconds to process.")] = None,
     fps: Annotated[Optional[str], typer.Option("--fps", help="Frame rate of a folder of frames, e.g. 25 or 30000/1001.")] = None,
@@ -253,20 +296,11 @@ def video(
     The output is written to a temporary name beside OUT and renamed when complete,
     so an interrupted run leaves no half-written OUT.
     """
-    from vidderain.io.video import EncoderSettings
     from vidderain.videos import VideoOptions, derain_video
 
     if out_path.exists() and not overwrite:
         raise InputError(f"{out_path}: exists; use --overwrite to replace it")
-    encoder = None
-    if any(v is not None for v in (codec, crf, preset, pix_fmt)):
-        base = EncoderSettings() if codec is None else EncoderSettings(codec=codec)
-        encoder = EncoderSettings(
-            codec=base.codec,
-            crf=base.crf if crf is None else crf,
-            preset=base.preset if preset is None else preset,
-            pix_fmt=base.pix_fmt if pix_fmt is None else pix_fmt,
-        )
+    encoder = _encoder(codec, crf, preset, pix_fmt)
     options = VideoOptions(encoder=encoder, start=start, duration=duration, compare=compare, fps=_fraction(fps))
     options.check()
     engine = _engine(model, tile, overlap, batch)

@@ -1,4 +1,4 @@
-"""Derain a folder of images: plan the work, stream it through the engine, write atomically.
+"""Derain a folder of images (and find its videos): plan the work, stream it through the engine.
 
 Reading runs in a background thread, the network in the caller's thread and
 encoding in another background thread, with bounded queues between them. A file
@@ -18,6 +18,7 @@ from vidderain.engine import Engine
 from vidderain.errors import InputError
 from vidderain.io.files import is_partial
 from vidderain.io.images import is_image_path, read_image, write_image
+from vidderain.io.video import is_video_path
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
 
@@ -71,7 +72,7 @@ def _walk(folder: Path, recursive: bool, exclude: Path) -> Iterator[Path]:
 
 
 def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite: bool = False) -> FolderPlan:
-    """List the images of `in_dir` and where their results go under `out_dir`.
+    """List the images and videos of `in_dir` and where their results go under `out_dir`.
 
     Args:
         in_dir: Path. The folder to read; never written to.
@@ -91,7 +92,7 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
     exclude = out_dir.resolve()
     todo, skipped = [], []
     for source in _walk(in_dir, recursive, exclude):
-        if not is_image_path(source) or is_partial(source) or source.name.startswith("."):
+        if not (is_image_path(source) or is_video_path(source)) or is_partial(source) or source.name.startswith("."):
             continue
         destination = out_dir / source.relative_to(in_dir)
         if destination.exists() and not overwrite:
@@ -167,3 +168,41 @@ def derain_images(
         for done_index, error in writer.finish():
             report(done_index, error)
     return [results[i] for i in sorted(results)]
+
+
+def derain_files(
+    engine: Engine,
+    todo: list[tuple[Path, Path]],
+    video_options=None,
+    on_result: Callable[[FileResult], None] | None = None,
+    on_frame: Callable[[Path, int, int | None], None] | None = None,
+) -> list[FileResult]:
+    """Derain the images of `todo` (streamed together), then its videos one by one.
+
+    Args:
+        engine: Engine. Runs the network.
+        todo: list of (source, destination) pairs, images and videos mixed.
+        video_options: VideoOptions or None. How videos are written. Defaults to VideoOptions().
+        on_result: callable or None. Called with each FileResult as it completes.
+        on_frame: callable or None. Called as `(video source, frames done, frames total or None)`.
+
+    Returns:
+        The FileResults, images first, then videos.
+    """
+    from vidderain.videos import VideoOptions, derain_video
+
+    video_options = video_options or VideoOptions()
+    images = [item for item in todo if not is_video_path(item[0])]
+    videos = [item for item in todo if is_video_path(item[0])]
+    results = derain_images(engine, images, on_result=on_result)
+    for source, destination in videos:
+        progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
+        try:
+            derain_video(engine, source, destination, video_options, on_progress=progress)
+            result = FileResult(source, destination)
+        except InputError as exc:
+            result = FileResult(source, destination, str(exc))
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

@@ -1,0 +1,179 @@
+"""`vidderain video` end to end: real clips made with the bundled ffmpeg, a real trained model."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vidderain.cli import app
+from vidderain.engine import Engine, TileSettings
+from vidderain.io.files import PART_MARK
+from vidderain.io.images import write_image
+from vidderain.io.video import VideoReader, ffmpeg_exe, probe_video
+from vidderain.pixels import to_float, to_integer
+
+runner = CliRunner()
+NTSC = Fraction(30000, 1001)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def make_clip(path: Path, *args: str) -> Path:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ntsc_clip(tmp_path_factory) -> Path:
+    """1 s of 64x48 video at 30000/1001 fps with 1.5 s of stereo audio."""
+    folder = tmp_path_factory.mktemp("clips")
+    return make_clip(folder / "ntsc.mp4", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=30000/1001:d=1",
+                     "-f", "lavfi", "-i", "sine=f=440:d=1.5", "-ac", "2", "-pix_fmt", "yuv420p", "-c:a", "aac")
+
+
+def test_video_keeps_frame_count_exact_rate_size_and_audio(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "out.mp4"
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    source, derained = probe_video(ntsc_clip), probe_video(out)
+    assert derained.frame_count == source.frame_count == 30
+    assert derained.fps == NTSC
+    assert (derained.display_width, derained.display_height) == (64, 48)
+    assert derained.audio_streams == 1
+    assert abs(derained.duration - source.duration) < 0.05
+
+
+def test_lossless_video_frame_equals_the_image_engine_result(ntsc_clip, tmp_path, trained_model):
+    out = tmp_path / "lossless.mkv"
+    result = invoke("video", ntsc_clip, out, "--model", trained_model.path, "--crf", 0, "--pix-fmt", "yuv444p",
+                    "--preset", "ultrafast")
+    assert result.exit_code == 0, result.output
+    with VideoReader(ntsc_clip) as reader:
+        source_frames = list(reader)
+    with VideoReader(out) as reader:
+        video_frames = list(reader)
+    engine = Engine(trained_model.model, trained_model.stride, TileSettings(overlap=trained_model.overlap))
+    for index in (0, 17, 29):
+        expected = to_integer(engine.process(to_float(source_frames[index])))
+        difference = np.abs(video_frames[index].astype(int) - expected.astype(int))
+        assert difference.max() <= 2, f"frame {index} differs by {difference.max()}"
+
+
+def test_rotated_phone_clip_comes_out_upright(tmp_path, trained_model_path):
+    stored = make_clip(tmp_path / "stored.mp4", "-f", "lavfi", "-i", "testsrc2=s=64x32:r=25:d=0.4", "-pix_fmt", "yuv420p")
+    clip = make_clip(tmp_path / "phone.mp4", "-display_rotation", "90", "-i", str(stored), "-c", "copy")
+    assert probe_video(clip).rotation in (90, 270)
+    out = tmp_path / "out.mp4"
+    assert invoke("video", clip, out, "--model", trained_model_path).exit_code == 0
+    derained = probe_video(out)
+    assert (derained.display_width, derained.display_height) == (32, 64)
+
+
+def test_odd_size_is_kept_without_scaling(tmp_path, trained_model_path):
+    clip = make_clip(tmp_path / "odd.mp4", "-f", "lavfi", "-i", "testsrc=s=321x181:r=25:d=0.2", "-pix_fmt", "yuv444p")
+    out = tmp_path / "out.mp4"
+    result = invoke("video", clip, out, "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    derained = probe_video(out)
+    assert (derained.display_width, derained.display_height, derained.frame_count) == (321, 181, 5)
+
+
+def test_variable_frame_rate_keeps_its_timestamps(tmp_path, trained_model_path):
+    clip = make_clip(tmp_path / "vfr.mkv", "-f", "lavfi", "-i",
+                     "testsrc2=s=64x48:r=30:d=0.4[a];testsrc2=s=64x48:r=10:d=0.4[b];[a][b]concat=n=2:v=1",
+                     "-fps_mode", "vfr", "-pix_fmt", "yuv420p")
+    out = tmp_path / "out.mkv"
+    assert invoke("video", clip, out, "--model", trained_model_path).exit_code == 0
+    with VideoReader(clip) as reader:
+        list(reader)
+        source_times = list(reader.timestamps)
+    with VideoReader(out) as reader:
+        list(reader)
+        out_times = list(reader.timestamps)
+    assert len(out_times) == len(source_times)
+    np.testing.assert_allclose([float(t) for t in out_times], [float(t) for t in source_times], atol=1e-3)
+
+
+def test_clip_without_audio_works(tmp_path, trained_model_path):
+    clip = make_clip(tmp_path / "silent.mp4", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=24:d=0.25", "-pix_fmt", "yuv420p")
+    out = tmp_path / "out.mp4"
+    assert invoke("video", clip, out, "--model", trained_model_path).exit_code == 0
+    assert probe_video(out).audio_streams == 0
+
+
+def test_side_by_side_compare_doubles_the_width(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "compare.mp4"
+    assert invoke("video", ntsc_clip, out, "--model", trained_model_path, "--compare", "side").exit_code == 0
+    assert (probe_video(out).width, probe_video(out).frame_count) == (128, 30)
+
+
+def test_split_compare_keeps_the_size(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "split.mp4"
+    assert invoke("video", ntsc_clip, out, "--model", trained_model_path, "--compare", "split").exit_code == 0
+    assert (probe_video(out).width, probe_video(out).frame_count) == (64, 30)
+
+
+def test_start_and_duration_trim_video_and_audio(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "trim.mp4"
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path, "--start", 0.2, "--duration", 0.5)
+    assert result.exit_code == 0, result.output
+    assert probe_video(out).frame_count == 15
+
+
+def test_folder_of_frames_with_fps(tmp_path, trained_model_path, make_natural_image):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(1, 12):
+        write_image(frames / f"frame{i}.png", to_integer(make_natural_image(48, 64, seed=i)))
+    out = tmp_path / "frames.mp4"
+    result = invoke("video", frames, out, "--model", trained_model_path, "--fps", "30000/1001")
+    assert result.exit_code == 0, result.output
+    info = probe_video(out)
+    assert (info.frame_count, info.fps) == (11, NTSC)
+
+
+def test_folder_of_frames_without_fps_is_refused(tmp_path, trained_model_path, make_natural_image):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_image(frames / "1.png", to_integer(make_natural_image(16, 16)))
+    result = invoke("video", frames, tmp_path / "o.mp4", "--model", trained_model_path)
+    assert result.exit_code == 2
+    assert "--fps" in result.output
+
+
+def test_existing_output_is_kept_without_overwrite(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
+    assert result.exit_code == 2
+    assert out.read_bytes() == b"precious"
+
+
+def test_not_a_video_is_one_line_and_leaves_nothing(tmp_path, trained_model_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    out = tmp_path / "out.mp4"
+    result = invoke("video", fake, out, "--model", trained_model_path)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if PART_MARK in p.name]
+
+
+def test_folder_command_derains_videos_too(ntsc_clip, tmp_path, trained_model_path, make_natural_image):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(ntsc_clip.read_bytes())
+    write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
+    result = invoke("folder", folder, tmp_path / "out", "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert probe_video(tmp_path / "out" / "clip.mp4").frame_count == 30
+    assert (tmp_path / "out" / "still.png").is_file()

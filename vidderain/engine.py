@@ -43,10 +43,10 @@ def check_settings(settings: TileSettings, stride: int) -> None:
         raise ValueError(f"batch must be at least 1. Received: batch={settings.batch}")
     if settings.tile < 0 or settings.tile % stride:
         raise ValueError(f"tile must be 0 or a positive multiple of {stride}. Received: tile={settings.tile}")
-    if settings.tile and not 0 <= settings.overlap <= settings.tile // 2:
-        raise ValueError(
-            f"overlap must be between 0 and half the tile ({settings.tile // 2}). Received: overlap={settings.overlap}"
-        )
+    # Above tile - stride, neighbours would share fewer pixels than `overlap`, or none.
+    limit = min(settings.tile // 2, settings.tile - stride)
+    if settings.tile and not 0 <= settings.overlap <= limit:
+        raise ValueError(f"overlap must be between 0 and {limit} for tile={settings.tile}. Received: overlap={settings.overlap}")
 
 
 def tile_origins(length: int, tile: int, overlap: int, stride: int) -> list[int]:
@@ -69,23 +69,31 @@ def tile_origins(length: int, tile: int, overlap: int, stride: int) -> list[int]
     return origins
 
 
-def _ramp(overlap: int) -> np.ndarray:
-    # Raised cosine, strictly positive so every pixel keeps some weight.
-    i = np.arange(overlap, dtype=np.float32)
-    return (0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / overlap)).astype(np.float32)
+def _ramp(length: int) -> np.ndarray:
+    # Raised cosine from near 0 to near 1; a ramp and its mirror image add up to 1.
+    i = np.arange(length, dtype=np.float32)
+    return (0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / length)).astype(np.float32)
 
 
 def tile_weights(origins: list[int], tile: int, overlap: int) -> list[np.ndarray]:
-    """One 1-D blending weight per origin: 1 inside, ramping down where a neighbour overlaps."""
+    """One 1-D blending weight per origin.
+
+    Weights are 1 inside a tile. Where a neighbour overlaps, they are 0 over the outer
+    quarter of the overlap, where the tile's own zero padding spoils the network's
+    output, then rise along a raised cosine to 1 over the middle half.
+    """
+    margin = overlap // 4
     weights = []
     for k, origin in enumerate(origins):
         w = np.ones(tile, dtype=np.float32)
         if overlap:
-            ramp = _ramp(overlap)
+            ramp = _ramp(overlap - 2 * margin)
             if k > 0:
-                w[:overlap] = ramp
+                w[:margin] = 0
+                w[margin : overlap - margin] = ramp
             if k < len(origins) - 1:
-                w[-overlap:] = ramp[::-1]
+                w[tile - overlap + margin : tile - margin] = ramp[::-1]
+                w[tile - margin :] = 0
         weights.append(w)
     return weights
 
@@ -168,6 +176,7 @@ class Engine:
                 norm_x = _coverage(state.origins_x, state.weights_x, state.accum.shape[1])
                 result = state.accum[: state.height, : state.width]
                 result /= norm_y[: state.height, None, None] * norm_x[None, : state.width, None]
+                np.clip(result, 0.0, 1.0, out=result)  # float rounding in the blend can step past 1
                 yield state.key, result
 
         for key, frame in frames:

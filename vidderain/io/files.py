@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,15 +26,27 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         The temporary path to write to.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:80]}", suffix=f"{PART_MARK}{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _create_temporary(path: Path) -> Path:
+    # Not tempfile.mkstemp: it creates files readable by their owner only, and the
+    # rename would hand that mode to the output. Mode 0o666 lets the umask decide,
+    # as it does for any file a program creates.
+    for _ in range(100):
+        tmp = path.with_name(f".{path.stem[:80]}{secrets.token_hex(4)}{PART_MARK}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path.parent}: cannot find a free temporary name for {path.name}")
 
 
 def is_partial(path: str | os.PathLike) -> bool:

@@ -84,6 +84,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         raise InputError(f"{path}: unknown image format {suffix!r}; use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     if image.dtype == np.uint16 and suffix in _EIGHT_BIT_ONLY:
         raise InputError(f"{path}: {suffix} cannot hold 16-bit pixels; write PNG or TIFF instead")
+    if image.ndim == 3 and image.shape[2] == 4 and suffix in _JPEG_SUFFIXES:
+        # OpenCV would drop the alpha plane without a word.
+        raise InputError(f"{path}: {suffix} cannot hold an alpha channel; write PNG, TIFF or WebP instead")
     params: list[int] = []
     if suffix in _JPEG_SUFFIXES:
         params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]

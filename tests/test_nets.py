@@ -1,0 +1,113 @@
+"""Specification of vidderain.nets: the registered networks, their size and their cost."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers, ops
+
+from vidderain.nets import ARCHITECTURES, build_paper, build_unet, count_macs, get_architecture
+
+NAMES = sorted(ARCHITECTURES)
+
+
+@pytest.fixture(scope="module")
+def networks():
+    keras.utils.set_random_seed(0)
+    return {name: ARCHITECTURES[name].build() for name in NAMES}
+
+
+def test_paper_network_has_the_papers_parameter_count(networks):
+    assert networks["paper"].count_params() == 2_396_227
+
+
+def test_paper_network_costs_428288_multiply_adds_per_pixel(networks):
+    assert count_macs(networks["paper"]) == 428_288
+
+
+def test_default_network_costs_no_more_than_the_paper(networks):
+    assert count_macs(networks["default"]) <= count_macs(networks["paper"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_network_takes_any_size_and_three_channels(networks, name):
+    assert tuple(networks[name].inputs[0].shape) == (None, None, None, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_network_runs_on_a_batch_of_ones(networks, name):
+    out = networks[name](ops.ones((2, 64, 64, 3)))
+    assert tuple(out.shape) == (2, 64, 64, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("height", "width"), [(8, 8), (8, 48), (40, 24), (72, 104)])
+def test_output_shape_equals_input_shape_for_multiples_of_the_stride(networks, name, height, width):
+    assert height % ARCHITECTURES[name].stride == 0 and width % ARCHITECTURES[name].stride == 0
+    out = networks[name].predict_on_batch(np.zeros((1, height, width, 3), np.float32))
+    assert out.shape == (1, height, width, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_stay_in_zero_one_even_for_extreme_inputs(networks, name):
+    rng = np.random.default_rng(0)
+    batch = np.stack([
+        rng.random((32, 32, 3)),
+        np.ones((32, 32, 3)),
+        np.zeros((32, 32, 3)),
+        rng.normal(0.5, 3.0, (32, 32, 3)),  # far outside [0, 1]: the clamp must hold anyway
+    ]).astype(np.float32)
+    out = networks[name].predict_on_batch(batch)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert out.max() > out.min()  # not a constant image: the range check means something
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_layer_is_named_after_its_network(networks, name):
+    assert all(layer.name.startswith(f"{name}_") for layer in networks[name].layers)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sides_off_the_registry_stride_do_not_come_back_whole(networks, name):
+    # Why the engine pads to the stride: off it, the network fails or changes the size.
+    stride = ARCHITECTURES[name].stride
+    side = stride + stride // 2
+    try:
+        shape = networks[name].predict_on_batch(np.zeros((1, side, stride, 3), np.float32)).shape
+    except Exception:  # Keras reports the mismatch at a skip connection as various types
+        shape = None
+    assert shape != (1, side, stride, 3)
+
+
+def test_count_macs_of_a_single_convolution():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, layers.Conv2D(8, 3, padding="same")(inputs))
+    assert count_macs(model) == 3 * 3 * 3 * 8
+
+
+def test_count_macs_of_a_strided_convolution_and_transposed_convolution():
+    inputs = keras.Input((None, None, 3))
+    down = layers.Conv2D(4, 2, strides=2)(inputs)  # 2*2*3*4 per output pixel, a quarter of the pixels
+    up = layers.Conv2DTranspose(3, 2, strides=2)(down)  # 2*2*4*3 per input pixel, a quarter of the pixels
+    model = keras.Model(inputs, up)
+    assert count_macs(model) == (48 + 48) / 4
+
+
+def test_unknown_architecture_lists_the_known_ones():
+    with pytest.raises(KeyError) as info:
+        get_architecture("resnet")
+    for name in NAMES:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: build_unet(widths=(32,)), "widths"),
+        (lambda: build_unet(widths=(32, 0)), "widths"),
+        (lambda: build_unet(blocks=0), "blocks"),
+        (lambda: build_paper(channels=0), "channels"),
+    ],
+)
+def test_builders_refuse_impossible_arguments_naming_them(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

@@ -133,7 +133,7 @@ CrfOption = Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Video encoder speed/size preset. [default: medium]")]
 PixFmtOption = Annotated[Optional[str], typer.Option("--pix-fmt", help="Stored video pixel format. [default: yuv420p]")]
 CompareOption = Annotated[
-    Optional[str], typer.Option("--compare", help="Video: 'side' puts input and result side by side; 'split' draws a moving split line.")
+    Optional[str], typer.Option("--compare", help="'side' puts input and result side by side; 'split' shows the input left of a split line (moving, in videos).")
 ]
 
 
@@ -169,8 +169,9 @@ def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int):
     except ValueError as exc:
         raise InputError(str(exc)) from None
     err.print(
-        f"model [bold]{loaded.path.name}[/] ({loaded.metadata.get('arch', '?')}) on {device}, "
-        f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}"
+        f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device}, "
+        f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}",
+        markup=False,
     )
     return Engine(loaded.model, loaded.stride, settings)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidderain.compare import compose
 from vidderain.engine import Engine
 from vidderain.errors import InputError
 from vidderain.io.files import is_partial
@@ -105,6 +106,7 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
 @dataclass(frozen=True)
 class _Decoded:
     index: int
+    original: np.ndarray | None
     rgb: np.ndarray | None
     alpha: np.ndarray | None
     layout: Layout | None
@@ -116,6 +118,7 @@ def derain_images(
     todo: list[tuple[Path, Path]],
     on_result: Callable[[FileResult], None] | None = None,
     read_ahead: int = 4,
+    compare: str | None = None,
 ) -> list[FileResult]:
     """Derain each source image into its destination, in order, skipping files that fail.
 
@@ -124,6 +127,8 @@ def derain_images(
         todo: list of (source, destination) pairs; destination folders are created.
         on_result: callable or None. Called in the caller's thread with each FileResult as it completes.
         read_ahead: int. Images decoded ahead of the network. Defaults to 4.
+        compare: str or None. "side" or "split" writes input and result in one picture
+            (`vidderain.compare`). Defaults to None.
 
     Returns:
         One FileResult per pair, in the order of `todo`.
@@ -141,10 +146,11 @@ def derain_images(
     def decode_all() -> Iterator[_Decoded]:
         for index, (source, _) in enumerate(todo):
             try:
-                rgb, alpha, layout = split_rgb(read_image(source))
-                yield _Decoded(index, rgb, alpha, layout, None)
+                original = read_image(source)
+                rgb, alpha, layout = split_rgb(original)
+                yield _Decoded(index, original if compare else None, rgb, alpha, layout, None)
             except (InputError, ValueError) as exc:
-                yield _Decoded(index, None, None, None, str(exc))
+                yield _Decoded(index, None, None, None, None, str(exc))
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         for item in prefetch(decode_all(), depth=read_ahead, name="read-images"):
@@ -158,7 +164,7 @@ def derain_images(
         item = decoded.pop(index)
         destination = todo[index][1]
         destination.parent.mkdir(parents=True, exist_ok=True)
-        write_image(destination, merge_rgb(rgb, item.alpha, item.layout))
+        write_image(destination, compose(item.original, merge_rgb(rgb, item.alpha, item.layout), compare))
 
     with BackgroundWorker(depth=read_ahead, name="write-images") as writer:
         for index, rgb in engine.run(frames()):
@@ -194,7 +200,7 @@ def derain_files(
     video_options = video_options or VideoOptions()
     images = [item for item in todo if not is_video_path(item[0])]
     videos = [item for item in todo if is_video_path(item[0])]
-    results = derain_images(engine, images, on_result=on_result)
+    results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
         try:

@@ -33,7 +33,7 @@ from vidderain.io.images import write_image
 from vidderain.losses import LOSSES
 from vidderain.metrics import psnr, ssim
 from vidderain.models import save_model
-from vidderain.nets import count_macs, get_architecture
+from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
 from vidderain.plots import plot_training_log
@@ -56,9 +56,9 @@ class TrainSettings:
 
     def check(self) -> None:
         """Raise InputError, naming the value, for a setting that cannot work."""
-        arch = get_architecture(self.arch) if self.arch in _arch_names() else None
-        if arch is None:
-            raise InputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(_arch_names())}")
+        if self.arch not in ARCHITECTURES:
+            raise InputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        arch = ARCHITECTURES[self.arch]
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         for name in ("steps", "batch", "patch", "val_every"):
@@ -68,12 +68,6 @@ class TrainSettings:
             raise InputError(f"--patch must be a multiple of {arch.stride} for {self.arch}. Received: {self.patch}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive. Received: {self.lr}")
-
-
-def _arch_names() -> list[str]:
-    from vidderain.nets import ARCHITECTURES
-
-    return list(ARCHITECTURES)
 
 
 @dataclass(frozen=True)

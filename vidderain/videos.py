@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vidderain.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
 from vidderain.errors import InputError
 from vidderain.folders import check_output_location
@@ -26,7 +26,6 @@ from vidderain.io.video import EncoderSettings, VideoReader, VideoWriter, read_f
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import split_rgb, to_float, to_integer
 
-COMPARE_MODES = ("side", "split")
 SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and back
 
 
@@ -67,19 +66,9 @@ def encoder_for(path: Path, encoder: EncoderSettings | None) -> EncoderSettings:
     return EncoderSettings()
 
 
-def compose_compare(rainy: np.ndarray, derained: np.ndarray, mode: str | None, index: int, fps: Fraction) -> np.ndarray:
-    """The frame to encode: the derained frame, or a comparison of input and result (uint8 RGB)."""
-    if mode is None:
-        return derained
-    if mode == "side":
-        return np.concatenate([rainy, derained], axis=1)
-    width = rainy.shape[1]
-    phase = 2 * math.pi * index / (float(fps) * SPLIT_PERIOD_SECONDS)
-    split = int(round(width * (0.5 + 0.4 * math.sin(phase))))
-    frame = derained.copy()
-    frame[:, :split] = rainy[:, :split]
-    cv2.line(frame, (split, 0), (split, frame.shape[0] - 1), (255, 255, 255), max(1, width // 400))
-    return frame
+def split_position(index: int, fps: Fraction) -> float:
+    """Where the moving split line of `--compare split` stands in frame `index` (fraction of the width)."""
+    return 0.5 + 0.4 * math.sin(2 * math.pi * index / (float(fps) * SPLIT_PERIOD_SECONDS))
 
 
 def _frame_folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
@@ -150,7 +139,9 @@ def derain_video(
                     yield index, to_float(frame)
 
             def encode(index: int, derained: np.ndarray) -> None:
-                frame = compose_compare(inputs.pop(index, None), to_integer(derained), options.compare, index, fps)
+                result = to_integer(derained)
+                frame = compose(inputs.pop(index), result, options.compare, split_position(index, fps)) \
+                    if options.compare else result
                 writer.write(frame)
 
             done = 0

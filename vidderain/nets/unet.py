@@ -4,8 +4,8 @@ The encoder halves the resolution three times with strided 2x2 convolutions,
 the decoder doubles it back with 2x2 transposed convolutions and concatenates
 the encoder's features of the same scale (skip connections). Each scale runs
 `blocks` 3x3 convolutions. The network predicts the rain layer, which is
-subtracted from the input inside the model; the rain head starts at zero, so an
-untrained network is the identity and learns only what rain adds.
+subtracted from the input inside the model, so the network learns only what rain
+adds.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def build_unet(
         x = layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", name=f"{name}_up{level}")(x)
         x = layers.Concatenate(name=f"{name}_skip{level}")([x, skips[level]])
         x = _conv_block(x, filters, blocks, f"{name}_dec{level}")
-    # Zero-initialised, so an untrained network is exactly the identity.
-    rain = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", name=f"{name}_rain")(x)
+    # Default initialisation on purpose: a zero-initialised head starts exactly at the
+    # identity, and there a 30-step run's loss stayed flat (0.0478 -> 0.0476).
+    rain = layers.Conv2D(channels, 3, padding="same", name=f"{name}_rain")(x)
     derained = layers.Subtract(name=f"{name}_subtract")([inputs, rain])
     outputs = layers.ReLU(max_value=1.0, name=f"{name}_output")(derained)
     return keras.Model(inputs, outputs, name=name)

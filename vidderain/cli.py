@@ -356,8 +356,8 @@ def models(
         out.print("No bundled models are installed; train one with `vidderain train` and pass it with --model.")
         return
     table = Table(title="bundled models")
-    for column in ("name", "architecture", "parameters", "MACs/pixel", "stride", "val PSNR", "val SSIM", "steps", "data"):
-        table.add_column(column)
+    for column in ("name", "architecture", "parameters", "MACs/pixel", "stride", "val PSNR", "val SSIM", "steps"):
+        table.add_column(column, no_wrap=True)
     for name, meta in found.items():
         table.add_row(
             name,
@@ -368,9 +368,10 @@ def models(
             f"{meta['val_psnr']:.2f} dB" if meta.get("val_psnr") else "-",
             f"{meta['val_ssim']:.4f}" if meta.get("val_ssim") else "-",
             str(meta.get("step", "?")),
-            meta.get("data", "?"),
         )
     out.print(table)
+    for name, meta in found.items():
+        out.print(f"{name}: trained on {meta.get('data', '?')}", markup=False)
 
 
 @command

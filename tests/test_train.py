@@ -109,7 +109,7 @@ def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, ma
     state = json.loads((split.with_name("split.run") / "checkpoint" / "state.json").read_text())
     assert state["step"] == 6
 
-    resumed = invoke("train", data, "--out", split, "--steps", 10, "--resume")
+    resumed = invoke("train", data, "--out", split, "--resume")  # the run's own 10 steps
     assert resumed.exit_code == 0, resumed.output
     assert [int(r["step"]) for r in read_log(split)] == list(range(1, 11))
     straight_losses = [float(r["loss"]) for r in read_log(straight)]

@@ -7,6 +7,7 @@ Every error a user can cause ends in one line on stderr and a non-zero exit code
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -386,7 +387,10 @@ def train(
     ],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
     arch: Annotated[str, typer.Option("--arch", help="Network to train: default or paper.")] = "default",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps in the whole run.")] = 20000,
+    steps: Annotated[
+        Optional[int],
+        typer.Option("--steps", min=1, help="Optimizer steps in the whole run. [default: 20000; with --resume, the run's own]"),
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")] = 16,
     patch: Annotated[int, typer.Option("--patch", min=8, help="Crop side in pixels (a multiple of 8).")] = 96,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate, after the warm-up.")] = 1e-3,
@@ -419,13 +423,13 @@ def train(
         from vidderain.data import describe_data, load_training_data
         from vidderain.train import Trainer, TrainSettings
 
-    settings = TrainSettings(arch=arch, steps=steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
+    settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
                              val_every=val_every, seed=seed)
     if resume:
         saved = Trainer.saved_settings(out_path)
         if saved is None:
             raise InputError(f"{out_path}: no checkpoint to resume from (looked in {out_path.stem}.run/)")
-        settings = TrainSettings(**{**saved.__dict__, "steps": steps if steps != saved.steps else saved.steps})
+        settings = dataclasses.replace(saved, steps=steps or saved.steps)
     settings.check()
     err.print(f"loading {data_dir} ...")
     data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize)

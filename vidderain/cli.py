@@ -421,7 +421,10 @@ def train(
         raise InputError(f"{out_path}: --out must end in .keras")
     with _quiet_native_stderr():
         from vidderain.data import describe_data, load_training_data
+        from vidderain.devices import describe_device
         from vidderain.train import Trainer, TrainSettings
+
+        device = describe_device()
 
     settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
                              val_every=val_every, seed=seed)
@@ -433,7 +436,8 @@ def train(
     settings.check()
     err.print(f"loading {data_dir} ...")
     data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize)
-    err.print(describe_data(data))
+    err.print(describe_data(data), markup=False)
+    err.print(f"training {settings.arch} on {device}", markup=False)
     with _progress_training() as progress:
         task = progress.add_task("training", total=settings.steps, loss="", rate="", val="")
 

@@ -184,6 +184,26 @@ def test_synthesize_trains_from_clean_images_alone(tmp_path, make_natural_image)
     assert meta["val_pairs"] == 2
 
 
+@pytest.mark.slow
+def test_synthesize_takes_clean_frames_from_videos(tmp_path):
+    import subprocess
+
+    from vidderain.io.video import ffmpeg_exe
+    from vidderain.models import read_metadata
+
+    clean = tmp_path / "footage"
+    clean.mkdir()
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2",
+                    "-pix_fmt", "yuv420p", str(clean / "walk.mp4")], check=True)
+    out = tmp_path / "v.keras"
+    result = invoke("train", clean, "--out", out, "--synthesize", "--steps", 2, "--batch", 2, "--patch", 32,
+                    "--val-split", 0.25, "--val-every", 2)
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out)
+    assert (meta["train_pairs"], meta["val_pairs"]) == (36, 12)  # 48 of its 50 frames
+    assert all(name.startswith("walk.mp4#") for name in meta["val_files"])
+
+
 def test_bad_settings_are_refused_with_the_value(tmp_path, make_natural_image, make_rainy):
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=2)
     result = invoke("train", data, "--out", tmp_path / "m.keras", "--patch", 30)

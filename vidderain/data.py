@@ -14,7 +14,8 @@ from vidderain.errors import InputError
 from vidderain.io.images import is_image_path, read_image
 from vidderain.pairs import Pair, find_folders, load_pair, pair_files
 from vidderain.pipeline import prefetch
-from vidderain.pixels import split_rgb
+from vidderain.io.video import is_video_path
+from vidderain.pixels import split_rgb, to_float
 
 def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, list]:
     """Split `items` into (train, validation) with `count` validation items chosen by `seed`.
@@ -121,14 +122,33 @@ def _load_paired(folder: Path) -> tuple[list[Pair], list[str]]:
     return loaded, [rainy.name for rainy, _ in pairs]
 
 
+VIDEO_FRAMES_PER_CLIP = 48  # clean frames taken from each video, evenly spaced
+
+
+def _video_frames(path: Path, count: int = VIDEO_FRAMES_PER_CLIP) -> list[tuple[np.ndarray, str]]:
+    from vidderain.io.video import VideoReader, probe_video
+
+    info = probe_video(path)
+    every = max(1, (info.frame_count or count) // count)
+    with VideoReader(path, info=info) as reader:
+        return [(to_float(frame), f"{path.name}#{i}") for i, frame in enumerate(reader) if i % every == 0][:count]
+
+
 def _load_clean(folder: Path) -> tuple[list[np.ndarray], list[str]]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
-    if not paths:
-        raise InputError(f"{folder}: no images to synthesize rain on")
-    frames = list(prefetch((split_rgb(read_image(p))[0] for p in paths), depth=8, name="read-clean"))
-    return frames, [p.name for p in paths]
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    images = [p for p in files if is_image_path(p)]
+    videos = [p for p in files if is_video_path(p)]
+    if not images and not videos:
+        raise InputError(f"{folder}: no images or videos to synthesize rain on")
+    frames = list(prefetch((split_rgb(read_image(p))[0] for p in images), depth=8, name="read-clean"))
+    names = [p.name for p in images]
+    for video in videos:
+        for frame, name in _video_frames(video):
+            frames.append(frame)
+            names.append(name)
+    return frames, names
 
 
 def load_training_data(
@@ -142,7 +162,7 @@ def load_training_data(
 
     Args:
         data_dir: str or PathLike. Paired folders (see `vidderain.pairs`), or with
-            `synthesize` a folder of clean images.
+            `synthesize` a folder of clean images and videos (48 evenly spaced frames of each).
         val_dir: str or PathLike or None. A separate folder of the same kind for validation;
             then all of `data_dir` trains. Defaults to None.
         val_split: float. Fraction of `data_dir` held out when `val_dir` is None. Defaults to 0.1.

@@ -4,7 +4,7 @@ Run from the repository root: `python benchmarks/speed.py`. Weights are random:
 speed does not depend on them.
 """
 import time, numpy as np, keras
-from vidderain.nets import ARCHITECTURES, count_macs
+from vidderain.nets import ARCHITECTURES
 from vidderain.engine import Engine, TileSettings
 from vidderain.losses import charbonnier
 frame = np.random.default_rng(0).random((480, 640, 3), dtype=np.float32)

@@ -5,7 +5,6 @@ name or path, and a frame count). Both timings run in one process on the same fr
 """
 import subprocess, sys, tempfile, time
 from pathlib import Path
-import numpy as np
 from vidderain.engine import Engine, TileSettings
 from vidderain.io.video import VideoReader, ffmpeg_exe
 from vidderain.models import load_model

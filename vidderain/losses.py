@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import keras
 import numpy as np
 from keras import ops
 

@@ -8,13 +8,19 @@ come from (they ship inside its wheel), so install it to run this script:
 
 The rain comes from vidderain.synth with a fixed seed per photograph, so running
 the script again writes byte-identical files (same numpy and OpenCV versions).
-It writes samples/images/<name>.<png|jpg> (rainy) and samples/clean/<name>.png.
+It writes samples/images/<name>.<png|jpg> (rainy) and samples/clean/<name>.png,
+and samples/rainy-launch.mp4: a slow pan across one photograph with fresh rain in
+every frame and a rain-like noise track for audio, so `vidderain video` can show
+that sound and frame rate are kept.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -26,6 +32,7 @@ except ImportError:
     sys.exit("make_samples.py needs scikit-image, which is not a vidderain dependency: pip install scikit-image")
 
 from vidderain.io.images import write_image
+from vidderain.io.video import EncoderSettings, VideoWriter, ffmpeg_exe
 from vidderain.pixels import to_float, to_integer
 from vidderain.synth import RainSettings, add_rain
 
@@ -107,8 +114,70 @@ def make_images(samples_dir: Path, samples: tuple[Sample, ...] = SAMPLES) -> lis
     return written
 
 
+@dataclass(frozen=True)
+class SampleVideo:
+    """A camera pan across one photograph, with rain drawn afresh in every frame."""
+
+    name: str  # file name of the video in the samples folder
+    photo: str  # the scikit-image `data` function that loads the photograph
+    size: tuple[int, int]  # (width, height) of the frames, a window into the photograph
+    fps: Fraction  # frame rate; NTSC's 30000/1001, as phones and cameras record
+    seconds: float  # length of the clip
+    seed: int  # seeds the rain of frame 0; frame i uses seed + i
+    # Degenerate ranges (low == high) keep the rain's look the same from frame to frame;
+    # only where the streaks fall changes, as in real rain filmed at 30 frames/s.
+    rain: RainSettings
+
+
+VIDEO = SampleVideo(
+    "rainy-launch.mp4", "rocket", size=(480, 270), fps=Fraction(30000, 1001), seconds=3.0, seed=100,
+    rain=RainSettings(density=(0.003, 0.003), length=(25.0, 25.0), width=(1.0, 1.0), angle=(12.0, 12.0),
+                      angle_jitter=0.0, brightness=(0.5, 0.5), blur=(0.5, 0.5), layers=(2, 2),
+                      screen_probability=0.0, haze_probability=0.0),
+)
+
+
+def pan_frames(photo: np.ndarray, size: tuple[int, int], count: int):
+    """Yield `count` windows of `size` (width, height) sliding diagonally across `photo`."""
+    width, height = size
+    room_x, room_y = photo.shape[1] - width, photo.shape[0] - height
+    if room_x < 0 or room_y < 0:
+        raise ValueError(f"The photograph must be larger than the frames. Received: {photo.shape} for {size}")
+    for i in range(count):
+        t = i / max(count - 1, 1)
+        x, y = round(room_x * t), round(room_y * (1 - t))
+        yield photo[y : y + height, x : x + width]
+
+
+def make_video(samples_dir: Path, video: SampleVideo = VIDEO) -> Path:
+    """Write `video` into `samples_dir`: H.264 frames with rain, plus an AAC track of rain-like noise.
+
+    Returns:
+        The path of the video.
+    """
+    photo = load_photo(video.photo)
+    count = round(video.seconds * video.fps)
+    path = samples_dir / video.name
+    with tempfile.TemporaryDirectory() as scratch:
+        silent = Path(scratch) / "silent.mp4"
+        with VideoWriter(silent, *video.size, video.fps, settings=EncoderSettings(crf=23, preset="slow")) as writer:
+            for i, clean in enumerate(pan_frames(photo, video.size, count)):
+                rainy = add_rain(to_float(np.ascontiguousarray(clean)), np.random.default_rng(video.seed + i), video.rain)
+                writer.write(to_integer(rainy))
+        # Pink noise through a low-pass sounds like steady rain; it gives `vidderain video`
+        # an audio track to carry over. The video stream is copied, not re-encoded.
+        sound = f"anoisesrc=color=pink:amplitude=0.3:seed={video.seed}:duration={float(count / video.fps):.6f},lowpass=f=3000"
+        subprocess.run(
+            [ffmpeg_exe(), "-v", "error", "-y", "-i", str(silent), "-f", "lavfi", "-i", sound,
+             "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "96k",
+             "-ac", "2", "-shortest", "-fflags", "+bitexact", "-map_metadata", "-1", str(path)],
+            check=True,
+        )
+    return path
+
+
 def main() -> None:
-    for path in make_images(SAMPLES_DIR):
+    for path in [*make_images(SAMPLES_DIR), make_video(SAMPLES_DIR)]:
         print(f"{path.relative_to(SAMPLES_DIR.parent)}  {path.stat().st_size / 1024:.0f} KiB")
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from vidderain.engine import Engine, TileSettings
 from vidderain.io.images import read_image
+from vidderain.io.video import probe_video
 from vidderain.metrics import psnr
 from vidderain.models import bundled_models, load_model, read_metadata
 from vidderain.pixels import split_rgb
@@ -37,3 +38,11 @@ def test_default_model_removes_rain_from_a_bundled_sample():
     clean, _, _ = split_rgb(read_image(SAMPLES / "clean" / "chelsea.png"))
     derained = Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap)).process(rainy)
     assert psnr(derained, clean) >= psnr(rainy, clean) + 3.0
+
+
+def test_sample_video_is_short_small_and_has_sound():
+    path = SAMPLES / "rainy-launch.mp4"
+    info = probe_video(path)
+    assert path.stat().st_size <= 5 * 1024 * 1024
+    assert 2.0 <= info.duration <= 6.0
+    assert info.audio_streams == 1

@@ -27,7 +27,7 @@ from vidderain.io.images import write_image
 from vidderain.pixels import to_integer
 
 REPO = Path(__file__).resolve().parent.parent
-TRAIN_OPTIONS = ["--steps", "4", "--batch", "4", "--patch", "32", "--warmup", "1", "--val-every", "2",
+TRAIN_OPTIONS = ["--steps", "4", "--batch", "4", "--patch", "32", "--warmup", "1", "--val-every", "4",
                  "--val-split", "0.34", "--seed", "5"]
 
 
@@ -99,12 +99,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from vidderain.train import Trainer, TrainSettings
 
     data_dir, out_dir = sys.argv[1], sys.argv[2]
-    settings = TrainSettings(steps=6, batch=4, patch=32, warmup=1, val_every=3, seed=5)
+    settings = TrainSettings(steps=4, batch=4, patch=32, warmup=1, val_every=4, seed=5)
     data = load_training_data(data_dir, val_split=0.34, seed=5)
     mirrored = mirrored_distribution(["/cpu:0", "/cpu:1"])
 
-    def stop_at_step_4(progress):
-        if progress.step == 4:
+    def stop_at_step_2(progress):
+        if progress.step == 2:
             raise KeyboardInterrupt
 
     def trainer(name, distribution, on_progress=None):
@@ -114,7 +114,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     trainer("one", ONE_DEVICE).fit()
     trainer("two", mirrored).fit()
     try:
-        trainer("resumed", mirrored, stop_at_step_4).fit()
+        trainer("resumed", mirrored, stop_at_step_2).fit()
     except KeyboardInterrupt:
         pass
     trainer("resumed", mirrored).fit(resume=True)

@@ -60,8 +60,8 @@ def test_without_ray_the_flag_gives_the_install_command(rainy_folder, tmp_path, 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     result = invoke("folder", rainy_folder, tmp_path / "out", "--ray", "local")
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["error: --ray needs Ray, which is not installed: "
-                                                  "pip install 'vidderain[ray]'"]
+    hint = "error: --ray needs Ray, which is not installed: pip install 'vidderain[ray]'"
+    assert result.output.strip().splitlines() == [hint]
     assert not (tmp_path / "out").exists()
 
 

@@ -128,7 +128,7 @@ def test_two_replicas_take_the_steps_one_device_takes_and_resume_alike(tmp_path,
 
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
     run = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(data), str(tmp_path)], env=python_env(),
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"replicas": 2}
     one, two, resumed = (tmp_path / f"{name}.keras" for name in ("one", "two", "resumed"))

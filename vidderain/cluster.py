@@ -11,7 +11,6 @@ each result as it arrives. Input and output paths must be the same on every mach
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections import deque
@@ -213,7 +212,7 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options,
             except ray.exceptions.RayTaskError as exc:
                 idle.append(actor)
                 result = FileResult(source, destination, f"{source}: {_first_line(exc.cause or exc)}")
-            report(index, dataclasses.replace(result, source=source, destination=destination))
+            report(index, result)
     finally:
         # Interrupted: stop the workers still writing and remove what they leave behind.
         for actor, index in running.values():

@@ -210,19 +210,36 @@ def folder(
     preset: PresetOption = None,
     pix_fmt: PixFmtOption = None,
     compare: CompareOption = None,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option("--ray", metavar="ADDRESS", help="Spread whole files over a Ray cluster: its address "
+                     "(auto, ray://host:10001), or 'local' to start one here. Needs `pip install 'vidderain[ray]'`."),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", min=1, help="Ray workers, each loading the model once. "
+                     "[default: one per GPU of the cluster, else one per machine]"),
+    ] = None,
 ) -> None:
     """Derain every image and video in IN_DIR into OUT_DIR.
 
     Grayscale stays grayscale, alpha is kept untouched, 16-bit PNG/TIFF stay 16-bit and
     JPEGs come out upright; videos keep every frame, their timing, audio and rotation.
     Finished results are skipped on a re-run. A file that fails is reported and skipped;
-    the exit code is 1 if any failed.
+    the exit code is 1 if any failed. With --ray, Ray workers derain whole files, each
+    written atomically to OUT_DIR, which every machine must see at the same path.
     """
     from vidderain.folders import FileResult, derain_files, plan_folder
     from vidderain.videos import VideoOptions
 
     video_options = VideoOptions(encoder=_encoder(codec, crf, preset, pix_fmt), compare=compare)
     video_options.check()
+    if workers is not None and ray_address is None:
+        raise InputError("--workers needs --ray (local runs use one process)")
+    if ray_address is not None:
+        from vidderain.cluster import import_ray
+
+        import_ray()  # missing Ray is a one-line hint before any work
 
     plan = plan_folder(in_dir, out_dir, recursive=recursive, overwrite=overwrite)
     if plan.skipped:
@@ -231,7 +248,7 @@ def folder(
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
-    engine = _engine(model, tile, overlap, batch)
+    engine = _engine(model, tile, overlap, batch) if ray_address is None else None
     started = time.monotonic()
     with _progress() as progress:
         overall = progress.add_task("files", total=len(plan.todo), rate="")
@@ -253,13 +270,40 @@ def folder(
             rate = done / max(time.monotonic() - clip_started, 1e-9)
             progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
-        results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame)
+        if ray_address is None:
+            results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame)
+        else:
+            results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, plan.todo, video_options,
+                                     on_result, progress.console)
     failures = [r for r in results if not r.ok]
     done = len(results) - len(failures)
     summary = f"{done} derained, {len(failures)} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
     (err if failures else out).print(summary)
     if failures:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _derain_on_ray(address, workers, model_name, tile, overlap, batch, todo, video_options, on_result, console):
+    """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
+    from vidderain.cluster import derain_on_ray
+    from vidderain.engine import TileSettings, check_settings
+    from vidderain.models import read_metadata, resolve_model
+
+    path = resolve_model(model_name)
+    metadata = read_metadata(path)
+    settings = TileSettings(tile=tile, overlap=int(metadata["overlap"]) if overlap is None else overlap, batch=batch)
+    try:
+        check_settings(settings, int(metadata["stride"]))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    def on_start(info) -> None:
+        console.print(f"model {path.name} ({metadata.get('arch', '?')}) on {info.describe()}, "
+                      f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}",
+                      markup=False)
+
+    return derain_on_ray(path, settings, todo, video_options, address=address, workers=workers,
+                         on_result=on_result, on_start=on_start)
 
 
 def _fraction(text: Optional[str]) -> Optional[Fraction]:
@@ -416,14 +460,22 @@ def train(
     The best model by validation PSNR is written to --out; the run folder beside it
     (OUT.run/) keeps a checkpoint, log.csv, curve.png and samples.png. Ctrl-C saves a
     checkpoint; --resume continues exactly where the run stopped.
+
+    Several local GPUs train together (tf.distribute.MirroredStrategy; on JAX,
+    keras.distribution.DataParallel), and with TF_CONFIG set several machines do
+    (MultiWorkerMirroredStrategy; run the same command on each). --batch is the global
+    batch, split over the replicas; only the chief writes --out and its run folder.
     """
     if out_path.suffix != ".keras":
         raise InputError(f"{out_path}: --out must end in .keras")
     with _quiet_native_stderr():
         from vidderain.data import describe_data, load_training_data
         from vidderain.devices import describe_device
+        from vidderain.distribution import pick_distribution
         from vidderain.train import Trainer, TrainSettings
 
+        # First: a multi-worker strategy must exist before TensorFlow's runtime starts.
+        distribution = pick_distribution()
         device = describe_device()
 
     settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
@@ -434,10 +486,11 @@ def train(
             raise InputError(f"{out_path}: no checkpoint to resume from (looked in {out_path.stem}.run/)")
         settings = dataclasses.replace(saved, steps=steps or saved.steps)
     settings.check()
+    distribution.check_batch(settings.batch)
     err.print(f"loading {data_dir} ...")
     data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize)
     err.print(describe_data(data), markup=False)
-    err.print(f"training {settings.arch} on {device}", markup=False)
+    err.print(f"training {settings.arch} on {device}, {distribution.describe()}", markup=False)
     with _progress_training() as progress:
         task = progress.add_task("training", total=settings.steps, loss="", rate="", val="")
 
@@ -446,7 +499,8 @@ def train(
             progress.update(task, completed=p.step, loss=f"loss {p.loss:.4f}", rate=f"{p.steps_per_second:.2f} it/s", val=val)
 
         trainer = Trainer(settings, data.train, data.val, out_path, describe_data(data),
-                          val_names=data.val_names, synthesize=data.synthesize, on_progress=on_progress)
+                          val_names=data.val_names, synthesize=data.synthesize, on_progress=on_progress,
+                          distribution=distribution)
         try:
             summary = trainer.fit(resume=resume)
         except KeyboardInterrupt:
@@ -454,7 +508,8 @@ def train(
             raise typer.Exit(EXIT_INTERRUPTED) from None
     best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
         if summary.get("best_psnr") is not None else ""
-    out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; model: {out_path}")
+    written = f"model: {out_path}" if distribution.is_chief else "the chief writes the model"
+    out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; {written}")
 
 
 def _progress_training() -> Progress:

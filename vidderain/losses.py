@@ -1,4 +1,10 @@
-"""Training losses as plain functions of (target, prediction), in Keras ops only."""
+"""Training losses as plain functions of (target, prediction), in Keras ops only.
+
+Each returns one value per image of the batch (NHWC in, shape (N,) out). Keras then
+averages over the batch, and under a `tf.distribute` strategy also divides by the
+number of replicas, so the gradients summed across replicas are those of the global
+batch's mean; a loss that returned the batch mean itself would skip that division.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,22 @@ import numpy as np
 from keras import ops
 
 CHARBONNIER_EPS = 1e-3
+IMAGE_AXES = (1, 2, 3)  # all but the batch axis
 
 
 def charbonnier(y_true, y_pred):
     """Charbonnier loss, a smooth L1: mean of sqrt((y - p)^2 + eps^2), eps = 1e-3."""
-    return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + CHARBONNIER_EPS**2))
+    return ops.mean(ops.sqrt(ops.square(y_true - y_pred) + CHARBONNIER_EPS**2), axis=IMAGE_AXES)
 
 
 def l1(y_true, y_pred):
     """Mean absolute error."""
-    return ops.mean(ops.abs(y_true - y_pred))
+    return ops.mean(ops.abs(y_true - y_pred), axis=IMAGE_AXES)
 
 
 def mse(y_true, y_pred):
     """Mean squared error."""
-    return ops.mean(ops.square(y_true - y_pred))
+    return ops.mean(ops.square(y_true - y_pred), axis=IMAGE_AXES)
 
 
 def _gaussian_kernel(channels: int, size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -46,7 +53,7 @@ def ssim_loss(y_true, y_pred):
     syy = filt(y_pred * y_pred) - mu_y**2
     sxy = filt(y_true * y_pred) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return 1.0 - ops.mean(ssim_map)
+    return 1.0 - ops.mean(ssim_map, axis=IMAGE_AXES)
 
 
 def charbonnier_ssim(y_true, y_pred):

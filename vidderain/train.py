@@ -5,6 +5,9 @@ schedules), so it runs under any Keras backend. A run keeps its state in a folde
 beside the output model (`OUT.run/`): the latest checkpoint (weights, optimizer
 variables, step, settings), a CSV log, a loss/PSNR plot and a sample grid. The
 best model by validation PSNR is exported to OUT with its metadata.
+
+Several devices or machines take part through a `vidderain.distribution.Distribution`:
+each step's global batch is split over the replicas, and only the chief writes to OUT.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime
 import json
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ import numpy as np
 
 from vidderain import __version__
 from vidderain.data import PatchBatches
+from vidderain.distribution import ONE_DEVICE, Distribution
 from vidderain.pairs import Pair
 from vidderain.engine import Engine, TileSettings
 from vidderain.errors import InputError
@@ -126,6 +131,9 @@ class Trainer:
         val_names: sequence of str. Names of the validation pairs, recorded in the metadata.
         synthesize: callable or None. Makes the rainy side of each crop from its clean side.
         on_progress: callable or None. Called with a Progress after every step.
+        distribution: Distribution. Devices and machines taking part, and whether this
+            process is the chief; a worker that is not writes its files to a temporary
+            folder and reads a checkpoint to resume from OUT's run folder. Defaults to one device.
     """
 
     def __init__(
@@ -138,8 +146,10 @@ class Trainer:
         val_names: Sequence[str] = (),
         synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        distribution: Distribution = ONE_DEVICE,
     ):
         settings.check()
+        distribution.check_batch(settings.batch)
         self.settings = settings
         self.train_pairs, self.val_pairs = list(train_pairs), list(val_pairs)
         self.out = Path(out)
@@ -148,6 +158,7 @@ class Trainer:
         self.val_names = list(val_names)
         self.synthesize = synthesize
         self.on_progress = on_progress
+        self.distribution = distribution
         self.arch = get_architecture(settings.arch)
 
     # Checkpoints -----------------------------------------------------------------
@@ -156,8 +167,9 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.run_dir / "checkpoint"
 
-    def _save_checkpoint(self, model: keras.Model, state: dict[str, Any]) -> None:
-        new, old = self.run_dir / "checkpoint.new", self.run_dir / "checkpoint.old"
+    @staticmethod
+    def _save_checkpoint(model: keras.Model, state: dict[str, Any], run_dir: Path) -> None:
+        current, new, old = run_dir / "checkpoint", run_dir / "checkpoint.new", run_dir / "checkpoint.old"
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
         # A compiled model's weights file holds the optimizer's variables (step count included).
@@ -165,9 +177,9 @@ class Trainer:
         (new / "state.json").write_text(json.dumps(state, indent=2))
         # Swap folders so a crash at any point leaves one complete checkpoint.
         shutil.rmtree(old, ignore_errors=True)
-        if self.checkpoint_dir.exists():
-            self.checkpoint_dir.rename(old)
-        new.rename(self.checkpoint_dir)
+        if current.exists():
+            current.rename(old)
+        new.rename(current)
         shutil.rmtree(old, ignore_errors=True)
 
     def _find_checkpoint(self) -> Path | None:
@@ -188,8 +200,6 @@ class Trainer:
 
     def _restore(self, model: keras.Model, folder: Path) -> dict[str, Any]:
         state = json.loads((folder / "state.json").read_text())
-        # Build the optimizer first so that its variables are read back with the weights.
-        model.optimizer.build(model.trainable_variables)
         try:
             model.load_weights(folder / "model.weights.h5")
         except ValueError as exc:
@@ -208,25 +218,44 @@ class Trainer:
             The final state: step, best validation PSNR/SSIM and the step it came at.
 
         Raises:
-            KeyboardInterrupt: after saving a checkpoint, so `--resume` continues from there.
+            KeyboardInterrupt: after saving a checkpoint, so `--resume` continues from there
+                (in a multi-worker run the last periodic checkpoint stands instead).
         """
+        if self.distribution.is_chief:
+            return self._fit(resume, self.out, self.run_dir)
+        # The other workers take the same steps, saves included (a save may read variables
+        # across the workers), but into a folder that is thrown away.
+        with tempfile.TemporaryDirectory(prefix="vidderain-worker-") as scratch:
+            out = Path(scratch) / self.out.name
+            return self._fit(resume, out, out.with_name(out.stem + ".run"))
+
+    def _fit(self, resume: bool, out: Path, run_dir: Path) -> dict[str, Any]:
         s = self.settings
-        model = build_model(s)
+        dist = self.distribution
+        with dist.scope():
+            model = build_model(s)
+            # Built now, in the distribution's scope, so that its variables are placed with the
+            # model's and a checkpoint's optimizer state is read back with the weights.
+            model.optimizer.build(model.trainable_variables)
         state: dict[str, Any] = {"step": 0, "best_psnr": None, "best_ssim": None, "best_step": None,
                                  "wall_seconds": 0.0}
         folder = self._find_checkpoint() if resume else None
         if resume and folder is None:
             raise InputError(f"{self.run_dir}: no checkpoint to resume from")
         if folder is not None:
-            state = self._restore(model, folder)
-        elif self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+            with dist.scope():
+                state = self._restore(model, folder)
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         state["settings"] = dataclasses.asdict(s)
+        # Every worker must save at the same steps, so a multi-worker run saves on steps alone.
+        timed_checkpoints = dist.workers == 1
+        train_step = dist.make_train_step(model)
 
         dataset = PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize)
         start_step = state["step"]
-        log_path = self.run_dir / "log.csv"
+        log_path = run_dir / "log.csv"
         new_log = not log_path.exists() or start_step == 0
         started = time.monotonic()
         wall_before = state["wall_seconds"]
@@ -242,7 +271,7 @@ class Trainer:
             try:
                 for step in range(start_step + 1, s.steps + 1):
                     rainy, clean = next(batches)
-                    loss = float(np.asarray(model.train_on_batch(rainy, clean)))
+                    loss = train_step(rainy, clean)
                     if not np.isfinite(loss):
                         raise FloatingPointError(f"training diverged at step {step} (loss={loss}); try a lower --lr")
                     now = time.monotonic()
@@ -255,42 +284,53 @@ class Trainer:
                                            "steps_per_second": f"{rate:.3f}",
                                            "elapsed_seconds": f"{state['wall_seconds']:.1f}"}
                     if step % s.val_every == 0 or step == s.steps:
-                        val_psnr, val_ssim = self._validate(model, state, step)
+                        val_psnr, val_ssim = self._validate(model, state, step, out, run_dir)
                         row.update(val_psnr=_fmt(val_psnr), val_ssim=_fmt(val_ssim))
                     log.writerow(row)
                     if row.get("val_psnr"):
                         log_file.flush()
-                        plot_training_log(log_path, self.run_dir / "curve.png")
-                    if step % s.val_every == 0 or now - last_checkpoint >= s.checkpoint_seconds or step == s.steps:
+                        plot_training_log(log_path, run_dir / "curve.png")
+                    timed = timed_checkpoints and now - last_checkpoint >= s.checkpoint_seconds
+                    if step % s.val_every == 0 or timed or step == s.steps:
                         log_file.flush()
-                        self._save_checkpoint(model, state)
+                        self._save_checkpoint(model, state, run_dir)
                         last_checkpoint = time.monotonic()
                     if self.on_progress:
                         self.on_progress(Progress(step, s.steps, loss, rate, val_psnr, val_ssim))
             except KeyboardInterrupt:
                 log_file.flush()
-                if state["step"] > start_step:
-                    self._save_checkpoint(model, state)
+                # The other workers of a multi-worker run may be gone; a save would wait for them.
+                if state["step"] > start_step and dist.workers == 1:
+                    self._save_checkpoint(model, state, run_dir)
                 raise
             finally:
                 batches.close()
         if not self.val_pairs:
-            self._export(model, state)
+            self._export(model, state, out)
         return state
 
-    def _validate(self, model: keras.Model, state: dict[str, Any], step: int) -> tuple[float | None, float | None]:
+    def _plain_copy(self, model: keras.Model) -> keras.Model:
+        """The network with `model`'s weights, on one device and without its optimizer."""
+        plain = self.arch.build()
+        plain.set_weights(model.get_weights())
+        return plain
+
+    def _validate(self, model: keras.Model, state: dict[str, Any], step: int, out: Path,
+                  run_dir: Path) -> tuple[float | None, float | None]:
         if not self.val_pairs:
             return None, None
-        val_psnr, val_ssim, outputs = evaluate(model, self.arch.stride, self.val_pairs)
+        # A distributed model's predictions run on every replica; validation needs one device.
+        net = self._plain_copy(model) if self.distribution.distributed else model
+        val_psnr, val_ssim, outputs = evaluate(net, self.arch.stride, self.val_pairs)
         rainy, clean = self.val_pairs[0]
         grid = np.concatenate([rainy, outputs[0], clean], axis=1)
-        write_image(self.run_dir / "samples.png", to_integer(grid))
+        write_image(run_dir / "samples.png", to_integer(grid))
         if state["best_psnr"] is None or val_psnr > state["best_psnr"]:
             state.update(best_psnr=val_psnr, best_ssim=val_ssim, best_step=step)
-            self._export(model, state)
+            self._export(model, state, out)
         return val_psnr, val_ssim
 
-    def _export(self, model: keras.Model, state: dict[str, Any]) -> None:
+    def _export(self, model: keras.Model, state: dict[str, Any], out: Path) -> None:
         s = self.settings
         metadata = {
             "arch": s.arch,
@@ -309,15 +349,14 @@ class Trainer:
             "val_psnr": state["best_psnr"],
             "val_ssim": state["best_ssim"],
             "wall_seconds": round(state["wall_seconds"], 1),
+            "distribution": self.distribution.describe(),
             "versions": {"vidderain": __version__, "keras": keras.__version__, "backend": keras.backend.backend(),
                          "python": platform.python_version()},
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         # Export an uncompiled copy: the optimizer state belongs in the checkpoint, not the model.
-        clean = self.arch.build()
-        clean.set_weights(model.get_weights())
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(clean, self.out, metadata)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(self._plain_copy(model), out, metadata)
 
 
 def _fmt(value: float | None) -> str:

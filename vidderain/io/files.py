@@ -52,3 +52,27 @@ def _create_temporary(path: Path) -> Path:
 def is_partial(path: str | os.PathLike) -> bool:
     """Return True if `path` is a temporary file left by `atomic_output`."""
     return PART_MARK in Path(path).name
+
+
+def leftover_partials(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that `atomic_output(path)` left behind when its process was killed.
+
+    A process killed outright (SIGKILL, a lost machine) cannot remove its temporary file;
+    whoever knows that the writer is gone may remove these.
+    """
+    path = Path(path)
+    prefix, suffix = f".{path.stem[:80]}", f"{PART_MARK}{path.suffix}"
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for candidate in path.parent.iterdir():
+        name = candidate.name
+        token = name[len(prefix) : len(name) - len(suffix)]
+        # The 8 hex digits of `_create_temporary` tell them from another output's, e.g. "a" and "ab".
+        if name.startswith(prefix) and name.endswith(suffix) and len(token) == 8 and _is_hex(token):
+            found.append(candidate)
+    return sorted(found)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)

@@ -1,0 +1,130 @@
+"""`vidderain folder --ray`: whole files on Ray workers, the same bytes as a local run, no partial files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidderain.cli import app
+from vidderain.io.files import PART_MARK, leftover_partials
+from vidderain.io.images import write_image
+from vidderain.pixels import to_integer
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def rainy_folder(tmp_path_factory, make_natural_image, make_rainy) -> Path:
+    """Two small images and a 4-second video with audio."""
+    from vidderain.io.video import ffmpeg_exe
+
+    folder = tmp_path_factory.mktemp("rainy")
+    for i, size in enumerate([(72, 96), (64, 80)]):
+        write_image(folder / f"photo{i}.png", to_integer(make_rainy(make_natural_image(*size, seed=i), seed=i)))
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=128x96:r=25:d=4",
+                    "-f", "lavfi", "-i", "sine=f=440:d=4", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+                    str(folder / "clip.mp4")], check=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_results(rainy_folder, trained_model_path, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("local") / "out"
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    return files_of(out)
+
+
+@pytest.fixture
+def ray_module():
+    return pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'vidderain[ray]'")
+
+
+def test_without_ray_the_flag_gives_the_install_command(rainy_folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    result = invoke("folder", rainy_folder, tmp_path / "out", "--ray", "local")
+    assert result.exit_code == 2
+    hint = "error: --ray needs Ray, which is not installed: pip install 'vidderain[ray]'"
+    assert result.output.strip().splitlines() == [hint]
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_without_ray_is_refused(rainy_folder, tmp_path):
+    result = invoke("folder", rainy_folder, tmp_path / "out", "--workers", 2)
+    assert result.exit_code == 2
+    assert "--workers needs --ray" in result.output
+
+
+def test_leftover_partials_finds_only_the_temporaries_of_that_output(tmp_path):
+    for name in (f".clip0123abcd{PART_MARK}.mp4", f".clip2xyz0123abcd{PART_MARK}.mp4", f".clip0123abcd{PART_MARK}.mkv",
+                 "clip.mp4"):
+        (tmp_path / name).touch()
+    assert leftover_partials(tmp_path / "clip.mp4") == [tmp_path / f".clip0123abcd{PART_MARK}.mp4"]
+
+
+@pytest.mark.slow
+def test_ray_local_writes_the_bytes_a_local_run_writes(ray_module, rainy_folder, trained_model_path, local_results,
+                                                       tmp_path):
+    out = tmp_path / "out"
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    assert "local Ray cluster" in result.output and "2 workers" in result.output
+    assert "3 derained, 0 failed" in result.output
+    assert files_of(out) == local_results
+
+
+def _kill_the_worker_writing(folder: Path, name: str, killed: list[int], timeout: float = 120.0) -> None:
+    """Wait until ffmpeg writes a temporary of `folder/name`, then SIGKILL its parent, the Ray worker."""
+    stem = f".{Path(name).stem}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                if str(folder) in cmdline and stem in cmdline and PART_MARK in cmdline:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                    worker = int(stat.rsplit(")", 1)[1].split()[1])
+                    os.kill(worker, signal.SIGKILL)
+                    killed.append(worker)
+                    return
+            except (OSError, IndexError, ValueError):
+                continue
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker through /proc")
+def test_a_worker_killed_mid_file_leaves_no_partial_and_a_rerun_completes(
+    ray_module, rainy_folder, trained_model_path, local_results, tmp_path
+):
+    out = tmp_path / "out"
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_the_worker_writing, args=(out, "clip.mp4", killed), daemon=True)
+    killer.start()
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2)
+    killer.join()
+    assert killed, "the worker writing the video was not found"
+    assert result.exit_code == 1, result.output
+    assert "its Ray worker died" in result.output and "2 derained, 1 failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["photo0.png", "photo1.png"]  # no partial file, hidden or not
+
+    again = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local")
+    assert again.exit_code == 0, again.output
+    assert "1 derained, 0 failed, 2 skipped" in again.output
+    assert files_of(out) == local_results

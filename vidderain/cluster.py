@@ -1,0 +1,234 @@
+"""Derain the files of a folder job over a Ray cluster, whole files per worker.
+
+Each worker is a Ray actor that loads the model once (the driver ships the model file
+through Ray's object store, so workers need no copy of it) and derains whole files
+with the same per-file functions as a local run (`vidderain.folders.derain_files`):
+videos stay whole, keeping their audio and timing, and every output is written
+atomically. The driver hands the next file to whichever worker is free and reports
+each result as it arrives. Input and output paths must be the same on every machine
+(a shared filesystem). Ray is imported only here, and only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidderain.engine import TileSettings
+from vidderain.errors import InputError
+from vidderain.folders import FileResult
+from vidderain.io.files import leftover_partials
+
+LOCAL = "local"
+RAY_HINT = "pip install 'vidderain[ray]'"
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster only carries the model and results' metadata
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The Ray cluster a job runs on.
+
+    Attributes:
+        address: str. The address given (`local` for a cluster started for this job).
+        nodes: int. Machines alive in the cluster.
+        cpus: float. CPUs the cluster offers.
+        gpus: float. GPUs the cluster offers.
+        workers: int. Actors started, each with one GPU when the cluster has GPUs, else one CPU.
+    """
+
+    address: str
+    nodes: int
+    cpus: float
+    gpus: float
+    workers: int
+
+    def describe(self) -> str:
+        """One line for the user."""
+        where = "a local Ray cluster" if self.address == LOCAL else f"the Ray cluster at {self.address}"
+        each = "1 GPU" if self.gpus else "1 CPU"
+        return f"{where} ({self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus:g} CPUs, {self.gpus:g} GPUs): " \
+               f"{self.workers} worker{'s' * (self.workers != 1)}, {each} each"
+
+
+def import_ray():
+    """Import Ray, or raise InputError with the install command when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError(f"--ray needs Ray, which is not installed: {RAY_HINT}") from None
+    return ray
+
+
+class FileWorker:
+    """Derains whole files in a Ray worker process, with the model loaded once.
+
+    Args:
+        model_name: str. The model's name or file name, for messages.
+        model_bytes: bytes. The `.keras` file's content.
+        settings: TileSettings. Tiling and batching, as a local run would use them.
+    """
+
+    def __init__(self, model_name: str, model_bytes: bytes, settings: TileSettings):
+        from vidderain.engine import Engine
+        from vidderain.models import load_model
+
+        with tempfile.TemporaryDirectory(prefix="vidderain-model-") as folder:
+            path = Path(folder) / Path(model_name).with_suffix(".keras").name
+            path.write_bytes(model_bytes)
+            loaded = load_model(path)
+        self.engine = Engine(loaded.model, loaded.stride, settings)
+
+    def derain(self, source: Path, destination: Path, video_options) -> FileResult:
+        """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
+        from vidderain.folders import derain_files
+
+        return derain_files(self.engine, [(source, destination)], video_options)[0]
+
+    def pid(self) -> int:
+        """The worker's process id."""
+        return os.getpid()
+
+
+def start_cluster(address: str, workers: int | None = None):
+    """Connect to the Ray cluster at `address`, or start a local one for `local`.
+
+    Args:
+        address: str. `local`, or an address `ray.init` accepts (`auto`, `ray://host:10001`, `host:6379`).
+        workers: int or None. Workers wanted; a local cluster gets at least that many CPUs.
+
+    Returns:
+        The `ray` module, connected.
+    """
+    ray = import_ray()
+    if address == LOCAL:
+        cpus = max(os.cpu_count() or 1, workers or 1)
+        ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    else:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({_first_line(exc)})") from None
+    return ray
+
+
+def derain_on_ray(
+    model_path: Path,
+    settings: TileSettings,
+    todo: list[tuple[Path, Path]],
+    video_options=None,
+    address: str = LOCAL,
+    workers: int | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+    on_start: Callable[[ClusterInfo], None] | None = None,
+) -> list[FileResult]:
+    """Derain every (source, destination) of `todo` on Ray workers, whole files each.
+
+    Args:
+        model_path: Path. The `.keras` model file, read here and shipped to the workers.
+        settings: TileSettings. Tiling and batching (checked against the model beforehand).
+        todo: list of (source, destination) pairs, images and videos mixed; paths must be
+            valid on every machine of the cluster.
+        video_options: VideoOptions or None. How videos are written. Defaults to VideoOptions().
+        address: str. `local` starts a Ray cluster on this machine for the job (and stops
+            it after); anything else is passed to `ray.init(address=...)`. Defaults to `local`.
+        workers: int or None. Actors to start. Defaults to one per GPU of the cluster, or
+            with no GPUs one per machine.
+        on_result: callable or None. Called in this thread with each FileResult as it arrives.
+        on_start: callable or None. Called with the ClusterInfo once the workers are asked for.
+
+    Returns:
+        One FileResult per pair, in the order of `todo`. A file whose worker died is a
+        failure; its temporary file is removed, so a re-run redoes it.
+
+    Raises:
+        InputError: Ray is not installed, the cluster cannot be reached, or `workers` < 1.
+    """
+    from vidderain.videos import VideoOptions
+
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1. Received: {workers}")
+    video_options = video_options or VideoOptions()
+    ray = start_cluster(address, workers)
+    try:
+        resources = ray.cluster_resources()
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+        count = workers or max(int(gpus) or nodes, 1)
+        info = ClusterInfo(address=address, nodes=nodes, cpus=cpus, gpus=gpus, workers=count)
+        if on_start:
+            on_start(info)
+        options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        model = ray.put(Path(model_path).read_bytes())
+        actor_class = ray.remote(FileWorker)
+        actors = [actor_class.options(**options).remote(Path(model_path).name, model, settings) for _ in range(count)]
+        return _dispatch(ray, actors, todo, video_options, on_result)
+    finally:
+        ray.shutdown()  # stops a local cluster; from a remote one, only disconnects
+
+
+def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options,
+              on_result: Callable[[FileResult], None] | None) -> list[FileResult]:
+    # Largest files first, so a long video does not start last and keep one worker busy alone.
+    order = sorted(range(len(todo)), key=lambda i: -_size(todo[i][0]))
+    waiting = deque(order)
+    idle = list(actors)
+    running: dict = {}  # future -> (actor, index)
+    results: dict[int, FileResult] = {}
+
+    def report(index: int, result: FileResult) -> None:
+        results[index] = result
+        if on_result:
+            on_result(result)
+
+    try:
+        while waiting or running:
+            while idle and waiting:
+                actor, index = idle.pop(), waiting.popleft()
+                source, destination = todo[index]
+                running[actor.derain.remote(source, destination, video_options)] = (actor, index)
+            if not running:  # every worker died; nothing can take the rest
+                for index in waiting:
+                    source, destination = todo[index]
+                    report(index, FileResult(source, destination, f"{source}: no Ray worker is left to derain it"))
+                break
+            [future], _ = ray.wait(list(running), num_returns=1)
+            actor, index = running.pop(future)
+            source, destination = todo[index]
+            try:
+                result = ray.get(future)
+                idle.append(actor)
+            except ray.exceptions.RayActorError as exc:
+                # The worker is gone (killed, out of memory, its machine lost) and cannot
+                # clean up after itself; nobody else writes this destination.
+                for partial in leftover_partials(destination):
+                    partial.unlink(missing_ok=True)
+                result = FileResult(source, destination,
+                                    f"{source}: its Ray worker died ({_first_line(exc)}); run again to finish it")
+            except ray.exceptions.RayTaskError as exc:
+                idle.append(actor)
+                result = FileResult(source, destination, f"{source}: {_first_line(exc.cause or exc)}")
+            report(index, result)
+    finally:
+        # Interrupted: stop the workers still writing and remove what they leave behind.
+        for actor, index in running.values():
+            ray.kill(actor)
+            for partial in leftover_partials(todo[index][1]):
+                partial.unlink(missing_ok=True)
+    return [results[i] for i in sorted(results)]
+
+
+def _size(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

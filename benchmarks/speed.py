@@ -1,7 +1,8 @@
-"""Throughput and training speed of both networks, side by side in one process.
+"""Throughput over a sweep of tile and batch settings, and training speed, of both networks.
 
 Run from the repository root: `python benchmarks/speed.py`. Weights are random:
-speed does not depend on them.
+speed does not depend on them. `vidderain bench` measures one setting end to end
+against its targets; this sweep compares tile and batch settings.
 """
 import time, numpy as np, keras
 from vidderain.nets import ARCHITECTURES
@@ -11,7 +12,7 @@ frame = np.random.default_rng(0).random((480, 640, 3), dtype=np.float32)
 x = np.random.default_rng(1).random((8, 96, 96, 3), dtype=np.float32)
 for name in ("default", "paper"):
     arch = ARCHITECTURES[name]; m = arch.build()
-    for tile, batch in ((192, 4), (256, 4), (384, 2), (512, 1), (0, 1)):
+    for tile, batch in ((256, 4), (256, 1), (512, 2), (512, 1), (1024, 1), (0, 1)):
         e = Engine(m, arch.stride, TileSettings(tile=tile, overlap=32, batch=batch))
         e.process(frame)
         t = time.perf_counter(); n = 3

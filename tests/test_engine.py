@@ -6,7 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from vidderain.engine import Engine, TileSettings, check_settings, pad_frame, tile_origins, tile_weights
+from vidderain.engine import (
+    Engine,
+    TileSettings,
+    check_settings,
+    pad_frame,
+    plan_tiles,
+    tile_origins,
+    tile_side,
+    tile_weights,
+)
 from vidderain.metrics import psnr
 from vidderain.nets import ARCHITECTURES
 
@@ -221,16 +230,58 @@ def test_batch_size_does_not_change_results(trained_model, make_natural_image, t
         np.testing.assert_allclose(out1, out4, atol=1e-5)
 
 
-def test_every_batch_has_the_tile_shape_whatever_the_frame_sizes(make_natural_image):
+def test_frames_of_one_size_share_one_batch_shape_and_the_last_batch_is_padded(make_natural_image):
     model = RecordingModel(identity_model())
-    sizes = [(40, 40), (100, 70), (64, 64), (33, 90)]
-    frames = [(i, make_natural_image(*size, seed=i)) for i, size in enumerate(sizes)]
+    frames = [(i, make_natural_image(64, 64, seed=i)) for i in range(3)]
     list(Engine(model, 8, TileSettings(tile=32, overlap=8, batch=4)).run(frames))
-    # Tiles by hand (step 24): canvas side 40 -> origins 0, 8; 104 -> 0, 24, 48, 72;
-    # 72 -> 0, 24, 40; 64 -> 0, 24, 32; 96 -> 0, 24, 48, 64.
-    tiles = 2 * 2 + 4 * 3 + 3 * 3 + 2 * 4
+    # Canvas 64 with tiles of at most 32 and overlap 8: 3 tiles of 32 per axis (origins 0, 24, 32).
+    tiles = 3 * 3 * 3
     assert set(model.batch_shapes) == {(4, 32, 32, 3)}  # the last, short batch is padded, not retraced
     assert len(model.batch_shapes) == math.ceil(tiles / 4)
+
+
+class TraceCountingModel(keras.Model):
+    """Runs `inner`, counting how often its Python `call` runs: once per trace of a compiled function."""
+
+    def __init__(self, inner: keras.Model):
+        super().__init__()
+        self.inner = inner
+        self.traces = 0
+
+    def call(self, x):
+        self.traces += 1
+        return self.inner(x)
+
+
+def test_frames_of_one_size_are_traced_once_however_many_go_through(trained_model, make_natural_image):
+    model = TraceCountingModel(trained_model.model)
+    engine = Engine(model, 8, TileSettings(tile=64, overlap=16, batch=4))
+    # 100x150 -> canvas 104x152 -> 2 x 3 tiles of 64x64: two frames fill three batches exactly.
+    frames = [make_natural_image(100, 150, seed=i) for i in range(7)]
+    list(engine.run(enumerate(frames[:2])))
+    traced = model.traces
+    assert traced >= 1
+    # Five more frames, 30 tiles: seven full batches and a short one, which must keep the shape.
+    list(engine.run(enumerate(frames[2:])))
+    assert model.traces == traced
+    # The counter does see a retrace: a batch of another shape traces the function again.
+    model.predict_on_batch(np.zeros((2, 64, 64, 3), np.float32))
+    assert model.traces > traced
+
+
+@pytest.mark.parametrize(("length", "tile", "side"), [(1088, 1024, 560), (1920, 1024, 976), (360, 1024, 360),
+                                                       (640, 0, 640), (1024, 1024, 1024), (1032, 1024, 536)])
+def test_tiles_are_the_fewest_equal_ones_covering_the_canvas(length, tile, side):
+    assert tile_side(length, tile, 32, 8) == side
+
+
+@pytest.mark.parametrize("length", range(8, 2000, 56))
+@pytest.mark.parametrize(("tile", "overlap"), [(192, 32), (256, 48), (1024, 32), (64, 32)])
+def test_balanced_tiles_fit_the_limit_on_the_stride_and_need_no_more_tiles_than_the_limit(length, tile, overlap):
+    side = tile_side(length, tile, overlap, 8)
+    assert side % 8 == 0 and side <= min(tile, length)
+    fewest = 1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
+    assert len(tile_origins(length, side, overlap, 8)) == fewest
 
 
 def test_a_side_shorter_than_the_tile_is_run_whole_at_its_padded_length(make_natural_image):
@@ -286,3 +337,9 @@ def test_tiled_equals_whole_frame_for_the_paper_network(rainy_full_hd):
     tiled = Engine(model, 8, TileSettings(tile=192)).process(rainy_full_hd)
     assert whole.std() > 0.05  # a textured output, not a flat one in which seams would hide
     assert psnr(tiled, whole) >= 50
+
+
+def test_a_huge_image_is_still_cut_into_tiles_of_the_default_limit():
+    plan = plan_tiles(10_000, 10_000, TileSettings(), stride=8)
+    assert (plan.tile_height, plan.tile_width) == (944, 944) and plan.count == 11 * 11
+    assert plan_tiles(360, 640, TileSettings(), stride=8).count == 1  # common video frames run whole

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vidderain import __version__
+from vidderain.engine import TileSettings
 from vidderain.errors import InputError, VidderainError
 
 EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -119,7 +120,12 @@ ModelOption = Annotated[
 ]
 TileOption = Annotated[
     int,
-    typer.Option("--tile", min=0, help="Tile side in pixels, a multiple of the model's stride; 0 runs each frame whole."),
+    typer.Option(
+        "--tile",
+        min=0,
+        help="Longest tile side in pixels, a multiple of the model's stride; frames that fit run whole, "
+        "larger ones are cut into the fewest equal tiles. 0 runs every frame whole.",
+    ),
 ]
 OverlapOption = Annotated[
     Optional[int],
@@ -159,7 +165,7 @@ def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int):
     resolve_model(model_name)  # a wrong name fails before TensorFlow takes seconds to start
     with _quiet_native_stderr():
         from vidderain.devices import describe_device
-        from vidderain.engine import Engine, TileSettings, check_settings
+        from vidderain.engine import Engine, check_settings
         from vidderain.models import load_model
 
         loaded = load_model(model_name)
@@ -202,9 +208,9 @@ def folder(
     model: ModelOption = "default",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also process sub-folders, mirroring them.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose result already exists.")] = False,
-    tile: TileOption = 256,
+    tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
-    batch: BatchOption = 4,
+    batch: BatchOption = TileSettings.batch,
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
@@ -324,9 +330,9 @@ def video(
         Path, typer.Argument(help="The video to write; its extension picks the container.", show_default=False)
     ],
     model: ModelOption = "default",
-    tile: TileOption = 256,
+    tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
-    batch: BatchOption = 4,
+    batch: BatchOption = TileSettings.batch,
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
@@ -525,6 +531,86 @@ def _progress_training() -> Progress:
         TimeRemainingColumn(),
         console=err,
     )
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise InputError(f"--size must be WIDTHxHEIGHT, e.g. 1920x1080. Received: {text!r}")
+    return int(width), int(height)
+
+
+@command
+def bench(
+    model: ModelOption = "default",
+    size: Annotated[str, typer.Option("--size", help="Frame size of the generated clip, WIDTHxHEIGHT.")] = "640x360",
+    frames: Annotated[int, typer.Option("--frames", min=2, help="Frames in the clip; the memory figure also runs 4x as many.")] = 24,
+    tile: TileOption = TileSettings.tile,
+    overlap: OverlapOption = None,
+    batch: BatchOption = TileSettings.batch,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of a table.")] = False,
+) -> None:
+    """Measure speed and memory on a rainy clip drawn for the purpose, against targets.
+
+    In one run and on the same frames: (1) the engine alone, (2) the `video` job end to
+    end, as a ratio to (1), (3) the obvious per-frame loop with the same model, (4) one
+    frame tiled against whole, (5) the network's FLOP/s against a dense matrix
+    multiply's, (6) peak memory of `vidderain video` on the clip and on one 4x as long.
+    """
+    from vidderain.models import resolve_model
+
+    width, height = _frame_size(size)
+    resolve_model(model)  # a wrong name fails before TensorFlow takes seconds to start
+    with _quiet_native_stderr():
+        from vidderain.bench import TARGETS, BenchSettings, run_bench
+        from vidderain.devices import describe_device
+        from vidderain.models import load_model
+
+        loaded = load_model(model)
+        device = describe_device()
+    tiles = TileSettings(tile=tile, overlap=loaded.overlap if overlap is None else overlap, batch=batch)
+    settings = BenchSettings(width=width, height=height, frames=frames, tiles=tiles)
+    try:
+        settings.check()
+        from vidderain.engine import check_settings
+
+        check_settings(tiles, loaded.stride)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    err.print(f"benchmarking {loaded.path.name} on {device}", markup=False)
+    result = run_bench(loaded, settings, on_stage=lambda text: err.print(f"  {text}", markup=False))
+    passed = result.passed()
+    if as_json:
+        out.print_json(json.dumps({**dataclasses.asdict(result), "targets": TARGETS, "passed": passed}))
+        return
+
+    def row(figure: str, measured: str, name: str | None = None, ratio: str = "") -> str:
+        if name is None:
+            return f"{figure:<34} {measured}"
+        bound, target = TARGETS[name]
+        goal = f"{'<=' if bound == 'max' else '>='} {target:g}"
+        return f"{figure:<34} {measured:<36} {ratio:>8}  {goal:<8} {'pass' if passed[name] else 'FAIL'}"
+
+    r = result
+    plan = f"{r.tiles_per_frame} tile{'s' if r.tiles_per_frame > 1 else ''} of {r.tile_width}x{r.tile_height}"
+    lines = [
+        (f"{r.frames} frames of {r.width}x{r.height}; tile {r.tile or 'whole frame'} ({plan}), overlap {r.overlap}, "
+         f"batch {r.batch}; {r.device}"),
+        row("figure", f"{'measured':<36} {'ratio':>8}  {'target':<8} result"),
+        row("1 engine compute", f"{r.compute_megapixels_per_second:.3f} MP/s, {r.frames / r.compute_seconds:.2f} frames/s"),
+        row("2 `video` end to end / compute", f"{r.video_frames_per_second:.2f} frames/s", "video_over_compute",
+            f"{r.video_over_compute:.3f}"),
+        row("3 speed-up over the obvious loop", f"loop {r.frames / r.loop_seconds:.2f} frames/s", "speedup_over_loop",
+            f"{r.speedup_over_loop:.3f}x"),
+        row("4 tiling overhead, one frame", f"{r.tiled_frame_seconds:.3f} s tiled, {r.whole_frame_seconds:.3f} s whole",
+            "tiling_overhead", f"{r.tiling_overhead:+.1%}"),
+        row("5 network / dense matmul", f"{r.network_gflops:.1f} / {r.matmul_gflops:.1f} GFLOP/s", "fraction_of_matmul",
+            f"{r.fraction_of_matmul:.0%}"),
+        row("6 peak RSS, 4x clip / clip", f"{r.peak_rss_long_mb:.0f} / {r.peak_rss_mb:.0f} MB", "memory_ratio",
+            f"{r.memory_ratio:.3f}"),
+    ]
+    for line in lines:
+        out.print(line, markup=False)
 
 
 # Entry point -------------------------------------------------------------------------

@@ -26,15 +26,19 @@ class TileSettings:
     """How frames are cut into tiles and batched.
 
     Attributes:
-        tile: int. Side of a square tile in pixels, a multiple of the network's stride;
-            0 runs each frame whole. Defaults to 256.
+        tile: int. Longest tile side in pixels, a multiple of the network's stride; a
+            frame whose sides fit runs whole, a larger one is cut into the fewest equal
+            tiles per axis that cover it. 0 runs every frame whole. Defaults to 1024:
+            on a CPU, whole frames and large tiles at batch 1 were fastest (README,
+            "Benchmarks"), while a 10000x10000 image still runs as 11x11 tiles of 944,
+            so memory stays bounded whatever the frame size.
         overlap: int. Pixels shared by neighbouring tiles, blended smoothly. Defaults to 32.
-        batch: int. Tiles (or whole frames when tile=0) per network call. Defaults to 4.
+        batch: int. Tiles (or whole frames when tile=0) per network call. Defaults to 1.
     """
 
-    tile: int = 256
+    tile: int = 1024
     overlap: int = 32
-    batch: int = 4
+    batch: int = 1
 
 
 def check_settings(settings: TileSettings, stride: int) -> None:
@@ -47,6 +51,27 @@ def check_settings(settings: TileSettings, stride: int) -> None:
     limit = min(settings.tile // 2, settings.tile - stride)
     if settings.tile and not 0 <= settings.overlap <= limit:
         raise ValueError(f"overlap must be between 0 and {limit} for tile={settings.tile}. Received: overlap={settings.overlap}")
+
+
+def tile_side(length: int, tile: int, overlap: int, stride: int) -> int:
+    """Side of the tiles along one axis: the fewest tiles of at most `tile` covering `length`, made equal.
+
+    Equal tiles just large enough to cover the canvas compute the least overlap twice:
+    1088 px with tiles of at most 1024 become two tiles of 560, not two of 1024.
+
+    Args:
+        length: int. Side of the padded canvas, a multiple of `stride`.
+        tile: int. Longest allowed side, a multiple of `stride`; 0 means no limit.
+        overlap: int. Minimum pixels shared by neighbours.
+        stride: int. The network's total stride.
+
+    Returns:
+        A multiple of `stride`, at most `length` and at most `tile` (when given).
+    """
+    if not tile or length <= tile:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return math.ceil((length + (count - 1) * overlap) / count / stride) * stride
 
 
 def tile_origins(length: int, tile: int, overlap: int, stride: int) -> list[int]:
@@ -108,6 +133,46 @@ def pad_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """How frames of one size are cut into tiles.
+
+    Attributes:
+        canvas_height, canvas_width: int. The frame padded to the network's stride.
+        tile_height, tile_width: int. The shape of every tile (the canvas when run whole).
+        origins_y, origins_x: tuple of int. Tile origins along each axis.
+    """
+
+    canvas_height: int
+    canvas_width: int
+    tile_height: int
+    tile_width: int
+    origins_y: tuple[int, ...]
+    origins_x: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """Tiles per frame."""
+        return len(self.origins_y) * len(self.origins_x)
+
+
+def plan_tiles(height: int, width: int, settings: TileSettings, stride: int) -> TilePlan:
+    """Cut a `height` x `width` frame into tiles: pad to `stride`, fewest equal tiles per axis."""
+    canvas_h = math.ceil(height / stride) * stride
+    canvas_w = math.ceil(width / stride) * stride
+    # Frames of one size (one video) all get one tile shape, hence one compiled function.
+    tile_h = tile_side(canvas_h, settings.tile, settings.overlap, stride)
+    tile_w = tile_side(canvas_w, settings.tile, settings.overlap, stride)
+    return TilePlan(
+        canvas_height=canvas_h,
+        canvas_width=canvas_w,
+        tile_height=tile_h,
+        tile_width=tile_w,
+        origins_y=tuple(tile_origins(canvas_h, tile_h, settings.overlap, stride)),
+        origins_x=tuple(tile_origins(canvas_w, tile_w, settings.overlap, stride)),
+    )
+
+
 @dataclass
 class _Frame:
     key: Hashable
@@ -164,8 +229,13 @@ class Engine:
             for n, (state, iy, ix) in enumerate(slots):
                 y, x = state.origins_y[iy], state.origins_x[ix]
                 h, w = out.shape[1], out.shape[2]
-                weight = state.weights_y[iy][:, None, None] * state.weights_x[ix][None, :, None]
-                state.accum[y : y + h, x : x + w] += out[n] * weight
+                tile = out[n]
+                # Weighted in place, row weights then column weights: no temporary per tile.
+                if len(state.origins_y) > 1:
+                    tile *= state.weights_y[iy][:, None, None]
+                if len(state.origins_x) > 1:
+                    tile *= state.weights_x[ix][None, :, None]
+                state.accum[y : y + h, x : x + w] += tile
                 state.pending -= 1
             slots.clear()
 
@@ -175,7 +245,8 @@ class Engine:
                 norm_y = _coverage(state.origins_y, state.weights_y, state.accum.shape[0])
                 norm_x = _coverage(state.origins_x, state.weights_x, state.accum.shape[1])
                 result = state.accum[: state.height, : state.width]
-                result /= norm_y[: state.height, None, None] * norm_x[None, : state.width, None]
+                if len(state.origins_y) * len(state.origins_x) > 1:  # a lone tile weighs 1 everywhere
+                    result /= norm_y[: state.height, None, None] * norm_x[None, : state.width, None]
                 np.clip(result, 0.0, 1.0, out=result)  # float rounding in the blend can step past 1
                 yield state.key, result
 
@@ -201,35 +272,29 @@ class Engine:
             flush()
         yield from finished()
 
+    def plan(self, height: int, width: int) -> TilePlan:
+        """How a frame of `height` x `width` pixels is cut into tiles with these settings."""
+        return plan_tiles(height, width, self.settings, self.stride)
+
     def _plan(self, key: Hashable, frame: np.ndarray) -> _Frame:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
             raise ValueError(f"Expected a float32 HxWx3 frame. Received: shape={frame.shape}, dtype={frame.dtype}")
         height, width = frame.shape[:2]
         if height == 0 or width == 0:
             raise ValueError(f"Expected a frame with pixels. Received: shape={frame.shape}")
-        overlap, stride = self.settings.overlap, self.stride
-        canvas_h = math.ceil(height / stride) * stride
-        canvas_w = math.ceil(width / stride) * stride
-        canvas = pad_frame(frame, canvas_h, canvas_w)
-        # A side shorter than the tile is run whole: the tile shrinks to it rather than
-        # spending compute on padding (frames of one video all get the same shape).
-        tile_h = min(self.settings.tile or canvas_h, canvas_h)
-        tile_w = min(self.settings.tile or canvas_w, canvas_w)
-        origins_y = tile_origins(canvas_h, tile_h, overlap, stride)
-        origins_x = tile_origins(canvas_w, tile_w, overlap, stride)
-        weights_y = tile_weights(origins_y, tile_h, overlap)
-        weights_x = tile_weights(origins_x, tile_w, overlap)
+        plan = self.plan(height, width)
+        overlap = self.settings.overlap
         return _Frame(
             key=key,
             height=height,
             width=width,
-            canvas=canvas,
-            origins_y=origins_y,
-            origins_x=origins_x,
-            weights_y=weights_y,
-            weights_x=weights_x,
-            accum=np.zeros((canvas_h, canvas_w, 3), dtype=np.float32),
-            pending=len(origins_y) * len(origins_x),
+            canvas=pad_frame(frame, plan.canvas_height, plan.canvas_width),
+            origins_y=list(plan.origins_y),
+            origins_x=list(plan.origins_x),
+            weights_y=tile_weights(list(plan.origins_y), plan.tile_height, overlap),
+            weights_x=tile_weights(list(plan.origins_x), plan.tile_width, overlap),
+            accum=np.zeros((plan.canvas_height, plan.canvas_width, 3), dtype=np.float32),
+            pending=plan.count,
         )
 
 

@@ -201,7 +201,9 @@ def _progress() -> Progress:
 @command
 def folder(
     in_dir: Annotated[
-        Path, typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP) and videos.", show_default=False)
+        Path,
+        typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP) and videos.", show_default=False,
+                       readable=False),  # checked by vidderain, which says so in one line
     ],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the results: same names and formats.", show_default=False)],
     model: ModelOption = "default",
@@ -285,7 +287,9 @@ def _fraction(text: Optional[str]) -> Optional[Fraction]:
 @command
 def video(
     in_path: Annotated[
-        Path, typer.Argument(help="A video file, or a folder of numbered frames (with --fps).", show_default=False)
+        Path,
+        typer.Argument(help="A video file, or a folder of numbered frames (with --fps).", show_default=False,
+                       readable=False),  # checked by vidderain, which says so in one line
     ],
     out_path: Annotated[
         Path, typer.Argument(help="The video to write; its extension picks the container.", show_default=False)

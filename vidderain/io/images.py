@@ -97,8 +97,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     if not ok:
         raise InputError(f"{path}: OpenCV could not encode this image as {suffix}")
     try:
-        with atomic_output(path) as tmp:
-            encoded.tofile(tmp)
+        # A Python file, not ndarray.tofile: numpy's error for a short write has no errno,
+        # and the errno is what tells a full disk from other failures.
+        with atomic_output(path) as tmp, open(tmp, "wb") as file:
+            file.write(memoryview(encoded))
     except OSError as exc:
         if is_out_of_space(exc):
             raise DiskFullError(f"{path}: cannot be written, the disk is full ({exc.strerror or exc})") from None

@@ -168,6 +168,8 @@ def test_bundled_models_resolve_by_name_and_unknown_names_list_them(saved_path, 
     # A bundled folder of our own instead of the package's: real model files, found the real way.
     for name in ("rain-light", "rain-heavy"):
         shutil.copy(saved_path, tmp_path / f"{name}.keras")
+    sums = "".join(f"{models.file_sha256(p)}  {p.name}\n" for p in sorted(tmp_path.glob("*.keras")))
+    (tmp_path / models.CHECKSUMS_NAME).write_text(sums)
     monkeypatch.setattr(models, "bundled_dir", lambda: tmp_path)
     assert list(bundled_models()) == ["rain-heavy", "rain-light"]
     assert resolve_model("rain-light") == tmp_path / "rain-light.keras"

@@ -1,4 +1,4 @@
-"""`python -m vidderain` runs the `vidderain` command (the benchmark starts its subprocesses this way)."""
+"""`python -m vidderain`: the same as the `vidderain` command (the benchmark starts its subprocesses this way)."""
 
 from vidderain.cli import main
 

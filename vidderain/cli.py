@@ -22,14 +22,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vidderain import __version__
 from vidderain.engine import TileSettings
-from vidderain.errors import InputError, VidderainError
+from vidderain.errors import DiskFullError, InputError, VidderainError
+from vidderain.interrupts import STOP_EXIT_CODES, exit_code, signal_name, stop_signals_raise
 
-EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A stop signal exits with 128 + its number (`vidderain.interrupts.exit_code`): 130 for Ctrl-C, 143 for SIGTERM.
+EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="vidderain",
@@ -57,18 +60,20 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            # SIGTERM and SIGHUP unwind like Ctrl-C, through every `finally` that cleans up.
+            with stop_signals_raise():
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        except KeyboardInterrupt:
-            err.print("interrupted; finished outputs are kept and a re-run continues")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            err.print(f"interrupted ({signal_name(exc)}); finished outputs are kept and a re-run continues")
+            raise typer.Exit(exit_code(exc)) from None
         except Exception as exc:
             if _state["debug"]:
                 err.print_exception()
             if isinstance(exc, VidderainError):
                 err.print(f"error: {exc}", markup=False)
-                raise typer.Exit(EXIT_USAGE) from None
+                raise typer.Exit(EXIT_FAILED_FILES if isinstance(exc, DiskFullError) else EXIT_USAGE) from None
             if isinstance(exc, MemoryError) or "OOM" in str(exc) or "out of memory" in str(exc).lower():
                 err.print("error: out of memory; try a smaller --tile or --batch", markup=False)
             else:
@@ -202,7 +207,9 @@ def _progress() -> Progress:
 @command
 def folder(
     in_dir: Annotated[
-        Path, typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP) and videos.", show_default=False)
+        Path,
+        typer.Argument(help="Folder of rainy images (PNG, JPEG, BMP, TIFF, WebP) and videos.", show_default=False,
+                       readable=False),  # checked by vidderain, which says so in one line
     ],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the results: same names and formats.", show_default=False)],
     model: ModelOption = "default",
@@ -248,9 +255,13 @@ def folder(
         import_ray()  # missing Ray is a one-line hint before any work
 
     plan = plan_folder(in_dir, out_dir, recursive=recursive, overwrite=overwrite)
+    for line in plan.unreadable:
+        err.print(f"[red]failed[/] {escape(line)}")
     if plan.skipped:
-        err.print(f"{len(plan.skipped)} already done in {out_dir} (use --overwrite to redo)")
+        err.print(f"{len(plan.skipped)} already done in {out_dir} (use --overwrite to redo)", markup=False)
     if not plan.todo:
+        if plan.unreadable:
+            raise typer.Exit(EXIT_FAILED_FILES)
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
@@ -262,7 +273,9 @@ def folder(
 
         def on_result(result: FileResult) -> None:
             if not result.ok:
-                progress.console.print(f"[red]failed[/] {result.error}", markup=True)
+                progress.console.print(f"[red]failed[/] {escape(result.error)}")
+            for note in result.notes:
+                progress.console.print(f"note: {note}", markup=False)
             if result.source in clips:
                 progress.remove_task(clips.pop(result.source)[0])
             progress.update(overall, advance=1)
@@ -271,7 +284,7 @@ def folder(
 
         def on_frame(source: Path, done: int, total: Optional[int]) -> None:
             if source not in clips:
-                clips[source] = (progress.add_task(f"  {source.name}", total=total, rate=""), time.monotonic())
+                clips[source] = (progress.add_task(f"  {escape(source.name)}", total=total, rate=""), time.monotonic())
             task, clip_started = clips[source]
             rate = done / max(time.monotonic() - clip_started, 1e-9)
             progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
@@ -281,9 +294,9 @@ def folder(
         else:
             results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, plan.todo, video_options,
                                      on_result, progress.console)
-    failures = [r for r in results if not r.ok]
-    done = len(results) - len(failures)
-    summary = f"{done} derained, {len(failures)} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
+    failures = len([r for r in results if not r.ok]) + len(plan.unreadable)
+    done = len([r for r in results if r.ok])
+    summary = f"{done} derained, {failures} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
     (err if failures else out).print(summary)
     if failures:
         raise typer.Exit(EXIT_FAILED_FILES)
@@ -292,7 +305,7 @@ def folder(
 def _derain_on_ray(address, workers, model_name, tile, overlap, batch, todo, video_options, on_result, console):
     """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
     from vidderain.cluster import derain_on_ray
-    from vidderain.engine import TileSettings, check_settings
+    from vidderain.engine import check_settings
     from vidderain.models import read_metadata, resolve_model
 
     path = resolve_model(model_name)
@@ -324,7 +337,9 @@ def _fraction(text: Optional[str]) -> Optional[Fraction]:
 @command
 def video(
     in_path: Annotated[
-        Path, typer.Argument(help="A video file, or a folder of numbered frames (with --fps).", show_default=False)
+        Path,
+        typer.Argument(help="A video file, or a folder of numbered frames (with --fps).", show_default=False,
+                       readable=False),  # checked by vidderain, which says so in one line
     ],
     out_path: Annotated[
         Path, typer.Argument(help="The video to write; its extension picks the container.", show_default=False)
@@ -348,17 +363,17 @@ def video(
     The output is written to a temporary name beside OUT and renamed when complete,
     so an interrupted run leaves no half-written OUT.
     """
-    from vidderain.videos import VideoOptions, derain_video
+    from vidderain.videos import VideoOptions, check_video_job, derain_video
 
-    if out_path.exists() and not overwrite:
-        raise InputError(f"{out_path}: exists; use --overwrite to replace it")
     encoder = _encoder(codec, crf, preset, pix_fmt)
     options = VideoOptions(encoder=encoder, start=start, duration=duration, compare=compare, fps=_fraction(fps))
-    options.check()
+    check_video_job(in_path, out_path, options)  # before the model takes seconds to load
+    if out_path.exists() and not overwrite:
+        raise InputError(f"{out_path}: exists; use --overwrite to replace it")
     engine = _engine(model, tile, overlap, batch)
     started = time.monotonic()
     with _progress() as progress:
-        task = progress.add_task(in_path.name, total=None, rate="")
+        task = progress.add_task(escape(in_path.name), total=None, rate="")
 
         def on_progress(done: int, total: Optional[int]) -> None:
             rate = done / max(time.monotonic() - started, 1e-9)
@@ -369,7 +384,8 @@ def video(
         err.print(f"note: {note}", markup=False)
     frames = progress.tasks[task].completed
     seconds = time.monotonic() - started
-    out.print(f"{int(frames)} frames derained in {seconds:.1f} s ({frames / max(seconds, 1e-9):.2f} frames/s): {out_path}")
+    out.print(f"{int(frames)} frames derained in {seconds:.1f} s ({frames / max(seconds, 1e-9):.2f} frames/s): {out_path}",
+              markup=False)
 
 
 @command(name="eval")
@@ -509,9 +525,9 @@ def train(
                           distribution=distribution)
         try:
             summary = trainer.fit(resume=resume)
-        except KeyboardInterrupt:
-            err.print(f"interrupted; checkpoint saved in {trainer.run_dir}, continue with --resume")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (`vidderain.interrupts`)
+            err.print(f"interrupted ({signal_name(exc)}); checkpoint saved in {trainer.run_dir}, continue with --resume")
+            raise typer.Exit(exit_code(exc)) from None
     best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
         if summary.get("best_psnr") is not None else ""
     written = f"model: {out_path}" if distribution.is_chief else "the chief writes the model"
@@ -618,4 +634,15 @@ def bench(
 
 def main() -> None:
     """Run the `vidderain` command."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code in STOP_EXIT_CODES:
+            # Stopped by a signal, after every `finally` has removed temporary files and
+            # ended ffmpeg: exit now. The ML backend's own teardown at interpreter exit
+            # holds nothing of ours and took 2-3.5 s on the development machine, which
+            # a stop that must be prompt (a service manager waits, then kills) cannot spend.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code)
+        raise

@@ -11,3 +11,11 @@ class InputError(VidderainError):
 
 class ModelError(VidderainError):
     """A model that is missing, unsafe, corrupt or does not fit the input."""
+
+
+class DiskFullError(VidderainError):
+    """The destination ran out of space (or hit a file-size limit): the whole run stops.
+
+    Every later write would fail the same way, so the run ends with this one error
+    instead of a failure per file; finished outputs are kept and a re-run continues.
+    """

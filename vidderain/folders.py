@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vidderain.compare import compose
 from vidderain.engine import Engine
-from vidderain.errors import InputError
-from vidderain.io.files import is_partial
+from vidderain.errors import DiskFullError, InputError
+from vidderain.io.files import is_out_of_space, is_partial
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
 from vidderain.pipeline import BackgroundWorker, prefetch
@@ -31,19 +31,27 @@ class FolderPlan:
     Attributes:
         todo: (source, destination) pairs to process, in a stable order.
         skipped: destinations that already exist and are kept (a re-run continues).
+        unreadable: one line for each sub-folder that could not be listed (no permission),
+            so its files are not silently left out. Defaults to none.
     """
 
     todo: list[tuple[Path, Path]]
     skipped: list[Path]
+    unreadable: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class FileResult:
-    """The outcome for one file: `error` is None on success, else one line saying why."""
+    """The outcome for one file: `error` is None on success, else one line saying why.
+
+    `notes` are lines worth telling about a success (a truncated video whose decodable
+    frames were derained, a stream left out).
+    """
 
     source: Path
     destination: Path
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -63,13 +71,47 @@ def check_output_location(source: Path, destination: Path) -> None:
         raise InputError(f"{destination}: the output folder contains the input folder; choose another output")
 
 
-def _walk(folder: Path, recursive: bool, exclude: Path) -> Iterator[Path]:
-    # os.walk does not follow symlinked folders, so a link loop cannot recurse forever.
-    for root, dirs, files in os.walk(folder):
+def _walk(folder: Path, recursive: bool, exclude: Path, unreadable: list[str]) -> Iterator[Path]:
+    # Symlinked sub-folders are followed, but each real folder is entered once, so a
+    # link back up the tree (a loop) ends instead of recursing forever.
+    seen: set[tuple[int, int]] = set()
+
+    def first_visit(path: Path) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return False  # a dangling link: nothing to enter
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    def onerror(exc: OSError) -> None:
+        unreadable.append(f"{exc.filename}: cannot be listed ({exc.strerror or exc})")
+
+    first_visit(folder)
+    for root, dirs, files in os.walk(folder, onerror=onerror, followlinks=recursive):
         root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if (root_path / d).resolve() != exclude) if recursive else []
+        if recursive:
+            dirs[:] = sorted(d for d in dirs if first_visit(root_path / d) and (root_path / d).resolve() != exclude)
+        else:
+            dirs[:] = []
         for name in sorted(files):
             yield root_path / name
+
+
+def _check_destination_folder(out_dir: Path) -> None:
+    """Refuse an output folder that is a file or lies in a folder that cannot be written to."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: is a file; the output must be a folder")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{existing}: is a file; the output must be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{existing}: permission denied; the results cannot be written there")
 
 
 def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite: bool = False) -> FolderPlan:
@@ -83,16 +125,20 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
         overwrite: bool. Redo files whose result already exists. Defaults to False.
 
     Raises:
-        InputError: `in_dir` is not a folder, or `out_dir` would overwrite the input.
+        InputError: `in_dir` is not a readable folder, or `out_dir` would overwrite the
+            input, is a file, or cannot be written to.
     """
     if not in_dir.exists():
         raise InputError(f"{in_dir}: no such folder")
     if not in_dir.is_dir():
         raise InputError(f"{in_dir}: is a file; `vidderain folder` takes a folder")
+    if not os.access(in_dir, os.R_OK | os.X_OK):
+        raise InputError(f"{in_dir}: permission denied; the folder cannot be read")
     check_output_location(in_dir, out_dir)
+    _check_destination_folder(out_dir)
     exclude = out_dir.resolve()
-    todo, skipped = [], []
-    for source in _walk(in_dir, recursive, exclude):
+    todo, skipped, unreadable = [], [], []
+    for source in _walk(in_dir, recursive, exclude, unreadable):
         if not (is_image_path(source) or is_video_path(source)) or is_partial(source) or source.name.startswith("."):
             continue
         destination = out_dir / source.relative_to(in_dir)
@@ -100,7 +146,7 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
             skipped.append(destination)
         else:
             todo.append((source, destination))
-    return FolderPlan(todo=todo, skipped=skipped)
+    return FolderPlan(todo=todo, skipped=skipped, unreadable=unreadable)
 
 
 @dataclass(frozen=True)
@@ -132,6 +178,9 @@ def derain_images(
 
     Returns:
         One FileResult per pair, in the order of `todo`.
+
+    Raises:
+        DiskFullError: the destination filled up; the results finished before are kept.
     """
     results: dict[int, FileResult] = {}
     decoded: dict[int, _Decoded] = {}
@@ -163,10 +212,11 @@ def derain_images(
     def encode(index: int, rgb: np.ndarray) -> None:
         item = decoded.pop(index)
         destination = todo[index][1]
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(destination.parent)
         write_image(destination, compose(item.original, merge_rgb(rgb, item.alpha, item.layout), compare))
 
-    with BackgroundWorker(depth=read_ahead, name="write-images") as writer:
+    # A full disk ends the whole job (DiskFullError reaches the caller); other write errors fail one file.
+    with BackgroundWorker(depth=read_ahead, name="write-images", fatal=(DiskFullError,)) as writer:
         for index, rgb in engine.run(frames()):
             writer.submit(index, encode, index, rgb)
             for done_index, error in writer.completed():
@@ -194,6 +244,9 @@ def derain_files(
 
     Returns:
         The FileResults, images first, then videos.
+
+    Raises:
+        DiskFullError: the destination filled up; the results finished before are kept.
     """
     from vidderain.videos import VideoOptions, derain_video
 
@@ -204,11 +257,20 @@ def derain_files(
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
         try:
-            derain_video(engine, source, destination, video_options, on_progress=progress)
-            result = FileResult(source, destination)
+            notes = derain_video(engine, source, destination, video_options, on_progress=progress)
+            result = FileResult(source, destination, notes=tuple(f"{source}: {note}" for note in notes))
         except InputError as exc:
             result = FileResult(source, destination, str(exc))
         results.append(result)
         if on_result:
             on_result(result)
     return results
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise DiskFullError(f"{folder}: cannot be created, the disk is full ({exc.strerror or exc})") from None
+        raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None

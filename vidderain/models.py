@@ -3,13 +3,19 @@
 A model file is a standard `.keras` archive with one extra member,
 `vidderain.json`, holding what vidderain needs to run it (architecture name,
 stride, tile overlap) and what a user wants to know about it (training data,
-steps, validation metrics, versions). Models load in Keras safe mode only.
+steps, validation metrics, versions). Models load in Keras safe mode only, after
+vidderain has read the archive's layer configuration itself and refused any
+serialized code (Lambda layers) or reference to a Python module outside Keras.
+Bundled models are also checked against the SHA-256 recorded for them in
+`SHA256SUMS` beside them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +30,11 @@ if TYPE_CHECKING:
 
 METADATA_NAME = "vidderain.json"
 MODEL_SUFFIX = ".keras"
+CHECKSUMS_NAME = "SHA256SUMS"  # `sha256sum *.keras > SHA256SUMS` in the bundled folder
+_CONFIG_NAME = "config.json"
+# Layer classes whose configuration carries Python code.
+_CODE_CLASSES = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})
+_CHECKSUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 @dataclass(frozen=True)
@@ -125,12 +136,16 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     """Load a bundled model by name, or a `.keras` file by path, in Keras safe mode.
 
     Raises:
-        ModelError: missing, corrupt, unsafe (serialized code), or not a 3-channel image model.
+        ModelError: missing, corrupt, unsafe (serialized code or a module outside Keras),
+            not a 3-channel image model, or a bundled model that does not match its SHA-256.
     """
     import keras  # here, so that listing and resolving models stays quick
 
     path = resolve_model(name_or_path)
+    if is_bundled(path):
+        check_bundled_checksum(path)
     metadata = read_metadata(path)
+    _refuse_code(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except ValueError as exc:
@@ -152,3 +167,90 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def is_bundled(path: str | os.PathLike) -> bool:
+    """Return True if `path` is a file in the bundled models' folder."""
+    return Path(path).resolve().parent == bundled_dir().resolve()
+
+
+def read_checksums(path: str | os.PathLike) -> dict[str, str]:
+    """Read a `sha256sum`-format file: {file name: lowercase hex digest}.
+
+    Raises:
+        ModelError: the file is missing or holds a line that is not `<64 hex digits>  <name>`.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ModelError(f"{path}: the bundled models' checksums cannot be read ({exc.strerror or exc})") from None
+    sums = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        match = _CHECKSUM_LINE.match(line)
+        if match is None:
+            raise ModelError(f"{path}: line {number} is not '<sha256>  <file name>'. Received: {line!r}")
+        sums[match[2]] = match[1].lower()
+    return sums
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes as lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_bundled_checksum(path: str | os.PathLike) -> None:
+    """Check a bundled model file against the SHA-256 recorded for it in `SHA256SUMS` beside it.
+
+    Raises:
+        ModelError: no checksum is recorded for it, or its bytes do not match (a damaged
+            download or a replaced file).
+    """
+    path = Path(path)
+    sums_path = path.parent / CHECKSUMS_NAME
+    expected = read_checksums(sums_path).get(path.name)
+    if expected is None:
+        raise ModelError(f"{path}: bundled model without a recorded SHA-256 in {sums_path}")
+    if file_sha256(path) != expected:
+        raise ModelError(
+            f"{path}: bundled model does not match the SHA-256 recorded in {sums_path} "
+            "(damaged or replaced); reinstall vidderain"
+        )
+
+
+def _refuse_code(path: Path) -> None:
+    """Refuse an archive whose layer configuration carries code or names a module outside Keras.
+
+    Keras safe mode refuses these too, with messages about deserialization; checking
+    here first gives a clear reason and keeps such files away from the deserializer.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read(_CONFIG_NAME))
+    except KeyError:
+        raise ModelError(f"{path}: cannot be loaded (not a Keras model file: it has no {_CONFIG_NAME})") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ModelError(f"{path}: cannot be loaded (its {_CONFIG_NAME} is unreadable: {_first_line(exc)})") from None
+    if isinstance(config, dict):
+        # Models load with compile=False, so the training setup is never deserialized
+        # (and a loss function may be recorded under "builtins").
+        config.pop("compile_config", None)
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if node.get("class_name") in _CODE_CLASSES:
+                raise ModelError(f"{path}: refused, the file contains serialized code ({node['class_name']})")
+            module = node.get("module")
+            if isinstance(module, str) and module != "keras" and not module.startswith("keras."):
+                raise ModelError(f"{path}: refused, the file refers to the Python module {module!r}; "
+                                 "vidderain loads only Keras layers")
+            stack.extend(node.values())

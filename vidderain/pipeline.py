@@ -75,17 +75,23 @@ class BackgroundWorker:
     """Runs submitted jobs one at a time in a background thread, at most `depth` waiting.
 
     Each job's outcome is collected as (tag, error line or None), so one failing job
-    (a full disk, an unwritable folder) is reported and the others go on.
+    (an unwritable folder, a format that cannot hold the image) is reported and the
+    others go on. A job that raises one of the `fatal` types (a full disk) instead
+    ends the work: the jobs still queued are dropped and the exception is raised in
+    the caller's thread by the next `submit`, `completed` or `finish`.
 
     Args:
         depth: int. Jobs queued at most before `submit` blocks. Defaults to 4.
         name: str. Thread name. Defaults to "worker".
+        fatal: tuple of exception types that end the work rather than one job. Defaults to ().
     """
 
-    def __init__(self, depth: int = 4, name: str = "worker"):
+    def __init__(self, depth: int = 4, name: str = "worker", fatal: tuple[type[BaseException], ...] = ()):
         self._jobs: queue.Queue = queue.Queue(maxsize=depth)
         self._done: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
+        self._fatal_types = fatal
+        self._fatal: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -100,15 +106,24 @@ class BackgroundWorker:
             try:
                 fn(*args)
                 self._done.put((tag, None))
+            except self._fatal_types as exc:
+                self._fatal = exc
+                self._cancel.set()  # every later job would fail the same way
             except Exception as exc:  # reported per job; the worker goes on
                 self._done.put((tag, str(exc) or type(exc).__name__))
 
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
     def submit(self, tag, fn, *args) -> None:
         """Queue `fn(*args)`; its outcome is reported under `tag`. Blocks while the queue is full."""
+        self._raise_fatal()
         self._jobs.put((tag, fn, args))
 
     def completed(self) -> list[tuple]:
         """Outcomes of the jobs finished so far and not yet returned."""
+        self._raise_fatal()
         out = []
         while True:
             try:

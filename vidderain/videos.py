@@ -10,6 +10,7 @@ tags are kept by `vidderain.io.video`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,10 +20,17 @@ import numpy as np
 
 from vidderain.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
-from vidderain.errors import InputError
+from vidderain.errors import DiskFullError, InputError
 from vidderain.folders import check_output_location
 from vidderain.io.images import read_image
-from vidderain.io.video import EncoderSettings, VideoReader, VideoWriter, read_frame_folder
+from vidderain.io.video import (
+    VIDEO_SUFFIXES,
+    EncoderSettings,
+    VideoReader,
+    VideoWriter,
+    is_video_path,
+    read_frame_folder,
+)
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import split_rgb, to_float, to_integer
 
@@ -82,6 +90,29 @@ def _frame_folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
         yield to_integer(rgb)  # video frames are 8-bit RGB
 
 
+def check_video_job(source: Path, destination: Path, options: VideoOptions = VideoOptions()) -> None:
+    """Refuse a video job that cannot work, before a model is loaded or anything is written.
+
+    Raises:
+        InputError: a bad option; a missing or unreadable source; a folder of frames
+            without `options.fps`; a destination that is a folder, has no video suffix,
+            or is the source.
+    """
+    options.check()
+    if not source.exists():
+        raise InputError(f"{source}: no such file")
+    if not os.access(source, os.R_OK):
+        raise InputError(f"{source}: permission denied")
+    if source.is_dir() and options.fps is None:
+        raise InputError(f"{source}: a folder of frames needs --fps (e.g. --fps 30000/1001)")
+    if destination.is_dir():
+        raise InputError(f"{destination}: is a folder; give the name of the video file to write")
+    if not is_video_path(destination):
+        choices = ", ".join(sorted(VIDEO_SUFFIXES))
+        raise InputError(f"{destination}: unknown video format {destination.suffix!r}; use one of {choices}")
+    check_output_location(source, destination)
+
+
 def derain_video(
     engine: Engine,
     source: Path,
@@ -99,17 +130,16 @@ def derain_video(
         on_progress: callable or None. Called as `(frames_done, frames_total_or_None)` after each frame.
 
     Returns:
-        Notes from the writer: streams re-encoded or left out, pixel-format switches.
+        Notes: streams re-encoded or left out, pixel-format switches, and a damaged or
+        truncated source of which only the frames that decode were derained.
 
     Raises:
         InputError: a bad source, destination or option; the destination is then untouched.
+        DiskFullError: the destination filled up; nothing is left under its name.
     """
-    options.check()
-    check_output_location(source, destination)
+    check_video_job(source, destination, options)
     encoder = encoder_for(destination, options.encoder)
     if source.is_dir():
-        if options.fps is None:
-            raise InputError(f"{source}: a folder of frames needs --fps (e.g. --fps 30000/1001)")
         paths = read_frame_folder(source)
         first = read_image(paths[0])
         height, width = first.shape[:2]
@@ -145,7 +175,8 @@ def derain_video(
                 writer.write(frame)
 
             done = 0
-            with BackgroundWorker(depth=4, name="encode-video") as encoder_thread:
+            # A full disk (DiskFullError) is raised as it is, to end a folder job as well.
+            with BackgroundWorker(depth=4, name="encode-video", fatal=(DiskFullError,)) as encoder_thread:
                 for index, derained in engine.run(prefetch(decoded(), depth=4, name="decode-video")):
                     encoder_thread.submit(index, encode, index, derained)
                     _raise_first(encoder_thread.completed())
@@ -153,7 +184,11 @@ def derain_video(
                     if on_progress:
                         on_progress(done, total)
                 _raise_first(encoder_thread.finish())
-            return list(writer.notes)
+            notes = list(writer.notes)
+        if reader is not None and reader.damage:
+            notes.append(f"damaged or truncated: ffmpeg reported {reader.damage!r}; "
+                         f"the {done} frames it could decode were derained")
+        return notes
     finally:
         if reader is not None:
             reader.close()

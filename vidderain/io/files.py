@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 PART_MARK = ".vidderain-part"
+# Bytes of the output's stem kept in a temporary name: with the mark, 8 hex digits and
+# the suffix it stays far below the 255-byte limit of a file name, however long the
+# output's name is (a 250-byte unicode name must not make its temporary name too long).
+_STEM_BYTES = 80
+# What a write fails with when the destination is full: no space, over quota, or over
+# the size limit for one file (a FAT32 stick's 4 GiB, `ulimit -f`).
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @contextlib.contextmanager
@@ -39,14 +47,19 @@ def _create_temporary(path: Path) -> Path:
     # Not tempfile.mkstemp: it creates files readable by their owner only, and the
     # rename would hand that mode to the output. Mode 0o666 lets the umask decide,
     # as it does for any file a program creates.
+    stem = _short_stem(path)
     for _ in range(100):
-        tmp = path.with_name(f".{path.stem[:80]}{secrets.token_hex(4)}{PART_MARK}{path.suffix}")
+        tmp = path.with_name(f".{stem}{secrets.token_hex(4)}{PART_MARK}{path.suffix}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
         return tmp
     raise FileExistsError(f"{path.parent}: cannot find a free temporary name for {path.name}")
+
+
+def _short_stem(path: Path) -> str:
+    return os.fsencode(path.stem)[:_STEM_BYTES].decode("utf-8", errors="ignore")  # whole characters only
 
 
 def is_partial(path: str | os.PathLike) -> bool:
@@ -61,7 +74,7 @@ def leftover_partials(path: str | os.PathLike) -> list[Path]:
     whoever knows that the writer is gone may remove these.
     """
     path = Path(path)
-    prefix, suffix = f".{path.stem[:80]}", f"{PART_MARK}{path.suffix}"
+    prefix, suffix = f".{_short_stem(path)}", f"{PART_MARK}{path.suffix}"
     if not path.parent.is_dir():
         return []
     found = []
@@ -76,3 +89,8 @@ def leftover_partials(path: str | os.PathLike) -> list[Path]:
 
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
+
+
+def is_out_of_space(exc: OSError) -> bool:
+    """Return True if `exc` says the destination is full (no space, over quota or over a file-size limit)."""
+    return exc.errno in _OUT_OF_SPACE

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidderain.errors import InputError
-from vidderain.io.files import atomic_output
+from vidderain.errors import DiskFullError, InputError
+from vidderain.io.files import atomic_output, is_out_of_space
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 _JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -77,6 +77,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 
     Raises:
         InputError: the format cannot hold this image or the file cannot be written.
+        DiskFullError: the destination is full; nothing is left under `path` or a temporary name.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -96,9 +97,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     if not ok:
         raise InputError(f"{path}: OpenCV could not encode this image as {suffix}")
     try:
-        with atomic_output(path) as tmp:
-            encoded.tofile(tmp)
+        # A Python file, not ndarray.tofile: numpy's error for a short write has no errno,
+        # and the errno is what tells a full disk from other failures.
+        with atomic_output(path) as tmp, open(tmp, "wb") as file:
+            file.write(memoryview(encoded))
     except OSError as exc:
+        if is_out_of_space(exc):
+            raise DiskFullError(f"{path}: cannot be written, the disk is full ({exc.strerror or exc})") from None
         raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 

@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import re
+import signal
 import struct
 import subprocess
 import threading
@@ -37,8 +38,8 @@ from types import TracebackType
 import imageio_ffmpeg
 import numpy as np
 
-from vidderain.errors import InputError
-from vidderain.io.files import atomic_output, is_partial
+from vidderain.errors import DiskFullError, InputError
+from vidderain.io.files import atomic_output, is_out_of_space, is_partial
 from vidderain.io.images import is_image_path
 
 # Output suffix -> ffmpeg muxer.
@@ -435,7 +436,9 @@ class VideoReader:
     and its presentation time in seconds, counted from `start`, is appended to
     `timestamps` as it is yielded (for constant-rate video, put back on the exact
     frame grid where the container rounded it). A reader is iterated once; leaving
-    the `with` block, or dropping the iterator, stops ffmpeg at once.
+    the `with` block, or dropping the iterator, stops ffmpeg at once. If ffmpeg
+    reported errors while decoding (a truncated or damaged file, of which it decodes
+    what it can), `damage` holds its first error line once the frames have run out.
 
     Example:
         with VideoReader("in.mp4") as reader:
@@ -472,6 +475,7 @@ class VideoReader:
         self._pts_ready = threading.Condition()
         self._process: _FfmpegProcess | None = None
         self._started = False
+        self.damage: str | None = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -544,6 +548,10 @@ class VideoReader:
                 yield frame
             if process.wait() != 0:
                 raise InputError(f"{self.path}: ffmpeg could not decode it ({process.error_summary()})")
+            if process.logged_errors:
+                # ffmpeg decodes what it can of a damaged or truncated file and says so
+                # only in its log; keep that, so the caller can tell the user.
+                self.damage = process.error_summary()
         finally:
             process.stop()
 
@@ -821,7 +829,10 @@ class VideoWriter:
         self._closed = False
         self._process: _FfmpegProcess | None = None
         self._atomic = atomic_output(self.path)
-        tmp = self._atomic.__enter__()
+        try:
+            tmp = self._atomic.__enter__()
+        except OSError as exc:
+            raise _write_error(self.path, exc.strerror or str(exc), is_out_of_space(exc)) from None
         try:
             self._process = _FfmpegProcess([*args, _url(tmp)], stdin=True)
             self._send(_mkv_header(self.width, self.height, self._last_step_ns))
@@ -915,13 +926,13 @@ class VideoWriter:
                 self._pending = None
                 self._process.close_stdin()
                 if self._process.wait() != 0:
-                    raise InputError(f"{self.path}: ffmpeg failed ({self._process.error_summary()})")
+                    raise self._ffmpeg_error("ffmpeg failed")
                 self._process.stop()  # it has exited: this only closes the pipes
                 self._closed = True
                 try:
                     self._atomic.__exit__(None, None, None)
                 except OSError as exc:
-                    raise InputError(f"{self.path}: cannot be written ({exc.strerror or exc})") from None
+                    raise _write_error(self.path, exc.strerror or str(exc), is_out_of_space(exc)) from None
             except BaseException as exc:
                 self._abort(exc)
                 raise
@@ -965,7 +976,27 @@ class VideoWriter:
         except (OSError, ValueError):
             # The pipe broke (or was closed): ffmpeg has stopped; its log says why.
             self._process.wait_briefly()
-            raise InputError(f"{self.path}: ffmpeg stopped ({self._process.error_summary()})") from None
+            raise self._ffmpeg_error("ffmpeg stopped") from None
+
+    def _ffmpeg_error(self, what: str) -> InputError | DiskFullError:
+        """The error for an ffmpeg that failed while writing, told apart: a full disk ends the whole run."""
+        summary = self._process.error_summary()
+        if hasattr(signal, "SIGXFSZ") and self._process.returncode == -signal.SIGXFSZ:
+            # Over `ulimit -f`, the kernel ends ffmpeg with SIGXFSZ before it can log anything.
+            return _write_error(self.path, "the file size limit was reached", out_of_space=True)
+        if any(text in summary.lower() for text in _OUT_OF_SPACE_TEXTS):
+            return _write_error(self.path, summary, out_of_space=True)
+        return InputError(f"{self.path}: {what} ({summary})")
+
+
+# How ffmpeg words a write that failed because the destination is full (strerror of ENOSPC, EDQUOT, EFBIG).
+_OUT_OF_SPACE_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
+
+
+def _write_error(path: Path, reason: str, out_of_space: bool) -> InputError | DiskFullError:
+    if out_of_space:
+        return DiskFullError(f"{path}: cannot be written, the disk is full ({reason})")
+    return InputError(f"{path}: cannot be written ({reason})")
 
 
 def _writer_command(
@@ -1403,6 +1434,16 @@ class _FfmpegProcess:
             if self._on_line is not None:
                 self._on_line(None)  # the log has ended: wake anyone waiting on it
 
+    @property
+    def logged_errors(self) -> bool:
+        """Whether ffmpeg has logged an error so far."""
+        return bool(self._errors)
+
+    @property
+    def returncode(self) -> int | None:
+        """ffmpeg's exit status once it has exited (negative: the signal that ended it), else None."""
+        return self._popen.poll()
+
     def error_summary(self) -> str:
         """One line: the cause ffmpeg gave for failing."""
         self._drain.join(timeout=1.0)
@@ -1431,8 +1472,10 @@ class _FfmpegProcess:
     def stop(self) -> None:
         """End ffmpeg now and reap it, so no zombie is left.
 
-        The pipes are closed first: ffmpeg blocked writing to a full stdout does not
-        see SIGTERM until its write returns, and closing makes that write fail.
+        Whatever a running ffmpeg would still produce is discarded here (a reader
+        closed early, a writer whose temporary file is about to be removed), so it is
+        killed rather than asked to stop: asked, an encoder first flushes the frames
+        its look-ahead holds, which took seconds with slow presets.
         """
         popen = self._popen
         try:
@@ -1443,12 +1486,8 @@ class _FfmpegProcess:
                     except OSError:
                         pass  # a broken pipe on close changes nothing now
             if popen.poll() is None:
-                popen.terminate()
-                try:
-                    popen.wait(timeout=_STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    popen.kill()
-                    popen.wait()
+                popen.kill()
+                popen.wait()
         finally:
             self._drain.join(timeout=1.0)
             if not self._drain.is_alive():

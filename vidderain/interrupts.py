@@ -1,0 +1,80 @@
+"""Signals that ask a run to stop become exceptions, so every `finally` block cleans up.
+
+Ctrl-C (SIGINT) raises KeyboardInterrupt, as Python does by default. SIGTERM (what
+`kill`, service managers and batch schedulers send) and SIGHUP (the terminal closed)
+would end the process on the spot, leaving temporary files behind and ffmpeg writing
+on; here they raise `Terminated`, a KeyboardInterrupt, so whatever handles Ctrl-C
+(temporary files removed, ffmpeg stopped, a training checkpoint saved) handles them too.
+
+Only the first signal raises: further ones are ignored while the cleanup it started
+runs, so a second Ctrl-C cannot cut the cleanup short and leave a temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_EXIT_CODES = frozenset(128 + signum for signum in STOP_SIGNALS)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP asked the process to stop; handled like Ctrl-C.
+
+    Attributes:
+        signum: int. The signal received.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """The exit status shells give a process that a signal ended: 128 + its number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def signal_name(exc: KeyboardInterrupt) -> str:
+    """"Ctrl-C" for SIGINT, else the signal's name ("SIGTERM")."""
+    return signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "Ctrl-C"
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block, the first SIGINT, SIGTERM or SIGHUP raises in the main thread; later ones are ignored.
+
+    Signals that were ignored when the block began stay ignored (a job started with
+    `nohup`, or in the background by a non-interactive shell, was meant not to see
+    them). The previous handlers come back when the block ends. Outside the main
+    thread, where Python cannot install handlers, the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def handle(signum: int, frame) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    previous = {}
+    for signum in STOP_SIGNALS:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_IGN:
+            continue
+        previous[signum] = current
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

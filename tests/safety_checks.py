@@ -18,10 +18,12 @@ from vidderain.io.files import PART_MARK
 
 REPO = Path(vidderain.__file__).resolve().parent.parent
 
-# The command as a terminal starts it, whatever this test process inherited: Ctrl-C is
-# not ignored (a test runner started in the background would otherwise pass SIG_IGN on).
+# The command as a terminal starts it, whatever this test process inherited: Ctrl-C,
+# SIGTERM and SIGHUP are not ignored (a test runner started in the background, or under
+# `nohup`, would otherwise pass SIG_IGN on, and vidderain leaves ignored signals ignored).
 _LAUNCH = (
     "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); "
     "runpy.run_module('vidderain', run_name='__main__', alter_sys=True)"
 )
 CLI = [sys.executable, "-c", _LAUNCH]

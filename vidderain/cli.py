@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,14 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _is_out_of_memory(exc: Exception) -> bool:
+    # TensorFlow raises ResourceExhaustedError ("OOM when allocating ..."), JAX an
+    # XlaRuntimeError with RESOURCE_EXHAUSTED / "out of memory"; numpy a MemoryError.
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError"
+            or re.search(r"\bOOM\b|RESOURCE_EXHAUSTED|out of memory", text, re.IGNORECASE) is not None)
+
+
 def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
     """Register `fn` as a command whose errors end in one line on stderr and an exit code."""
     if fn is None:
@@ -74,7 +83,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             if isinstance(exc, VidderainError):
                 err.print(f"error: {exc}", markup=False)
                 raise typer.Exit(EXIT_FAILED_FILES if isinstance(exc, DiskFullError) else EXIT_USAGE) from None
-            if isinstance(exc, MemoryError) or "OOM" in str(exc) or "out of memory" in str(exc).lower():
+            if _is_out_of_memory(exc):
                 err.print("error: out of memory; try a smaller --tile or --batch", markup=False)
             else:
                 err.print(f"error: {type(exc).__name__}: {_one_line(exc)} (--debug shows details)", markup=False)

@@ -146,6 +146,17 @@ def test_eval_names_a_prediction_without_a_clean_partner(tmp_path, make_natural_
     assert "lonely.png" in result.output
 
 
+def test_eval_with_a_missing_folder_or_a_file_is_one_clear_line(tmp_path, make_natural_image):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    image = tmp_path / "one.png"
+    write_image(image, to_integer(make_natural_image(20, 20)))
+    for pred, reason in ((tmp_path / "nowhere", "no such folder"), (image, "is a file, not a folder of images")):
+        result = invoke("eval", pred, clean)
+        assert result.exit_code == 2
+        assert [line for line in result.output.splitlines() if line.strip()] == [f"error: {pred}: {reason}"]
+
+
 def test_models_json_lists_each_bundled_model_with_its_metadata():
     from vidderain.models import bundled_models
 

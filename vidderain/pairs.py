@@ -66,8 +66,10 @@ def pair_files(
             the message names them.
     """
     for folder in (Path(rainy_dir), Path(clean_dir)):
-        if not folder.is_dir():
+        if not folder.exists():
             raise InputError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise InputError(f"{folder}: is a file, not a folder of images")
     rainy_files, clean_files = _images(Path(rainy_dir)), _images(Path(clean_dir))
     clean_by_stem = {p.stem: p for p in clean_files}
     pairs, unpaired = [], []

@@ -343,6 +343,36 @@ def test_recursive_folder_with_symlinks_and_loops_ends_and_names_the_broken_link
     assert digest_tree(folder) == before and partial_files(tmp_path) == []
 
 
+def test_links_into_the_output_folder_are_never_read_back(tmp_path, photo, trained_model_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    photo(folder / "a.png", seed=1)
+    photo(out / "day" / "old.png", seed=2)  # an earlier result, in a sub-folder of the output
+    (folder / "results").symlink_to(out / "day", target_is_directory=True)
+    (folder / "b.png").symlink_to(out / "day" / "old.png")
+    before, kept = digest_tree(folder), digest_tree(out)
+    result = invoke("folder", folder, out, "--recursive", "--overwrite", "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert "1 derained, 0 failed" in result.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.png", "day/old.png"]
+    assert digest_tree(out / "day") == {"old.png": kept["day/old.png"]}  # the earlier result is untouched
+    assert digest_tree(folder) == before and partial_files(tmp_path) == []
+
+
+def test_video_whose_output_folder_cannot_be_made_fails_alone(tmp_path, photo, trained_model_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    photo(folder / "a.png")
+    (folder / "sub").mkdir()
+    make_clip(folder / "sub" / "clip.mp4")
+    out.mkdir()
+    (out / "sub").write_text("a file where the output folder should go")
+    result = invoke("folder", folder, out, "--recursive", "--model", trained_model_path)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and "sub: cannot create the output folder" in failed[0], result.output
+    assert "1 derained, 1 failed" in result.stderr
+    assert (out / "a.png").is_file() and partial_files(tmp_path) == []
+
+
 # Permissions (checked as an unprivileged user: root reads everything) -----------------------------------
 
 

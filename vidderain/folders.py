@@ -17,7 +17,7 @@ import numpy as np
 from vidderain.compare import compose
 from vidderain.engine import Engine
 from vidderain.errors import DiskFullError, InputError
-from vidderain.io.files import is_out_of_space, is_partial
+from vidderain.io.files import is_partial, make_output_folder
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
 from vidderain.pipeline import BackgroundWorker, prefetch
@@ -94,7 +94,7 @@ def _walk(folder: Path, recursive: bool, exclude: Path, unreadable: list[str]) -
     for root, dirs, files in os.walk(folder, onerror=onerror, followlinks=recursive):
         root_path = Path(root)
         if recursive:
-            dirs[:] = sorted(d for d in dirs if first_visit(root_path / d) and (root_path / d).resolve() != exclude)
+            dirs[:] = sorted(d for d in dirs if first_visit(root_path / d) and not _inside(root_path / d, exclude))
         else:
             dirs[:] = []
         for name in sorted(files):
@@ -140,6 +140,8 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
     todo, skipped, unreadable = [], [], []
     for source in _walk(in_dir, recursive, exclude, unreadable):
         if not (is_image_path(source) or is_video_path(source)) or is_partial(source) or source.name.startswith("."):
+            continue
+        if _inside(source, exclude):  # a link to an earlier result is not an input
             continue
         destination = out_dir / source.relative_to(in_dir)
         if destination.exists() and not overwrite:
@@ -212,7 +214,7 @@ def derain_images(
     def encode(index: int, rgb: np.ndarray) -> None:
         item = decoded.pop(index)
         destination = todo[index][1]
-        _make_folder(destination.parent)
+        make_output_folder(destination.parent)
         write_image(destination, compose(item.original, merge_rgb(rgb, item.alpha, item.layout), compare))
 
     # A full disk ends the whole job (DiskFullError reaches the caller); other write errors fail one file.
@@ -267,10 +269,6 @@ def derain_files(
     return results
 
 
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if is_out_of_space(exc):
-            raise DiskFullError(f"{folder}: cannot be created, the disk is full ({exc.strerror or exc})") from None
-        raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, links resolved, is `folder` or lies within it (a link loop is in neither)."""
+    return Path(os.path.realpath(path)).is_relative_to(folder)

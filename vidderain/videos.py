@@ -22,6 +22,7 @@ from vidderain.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
 from vidderain.errors import DiskFullError, InputError
 from vidderain.folders import check_output_location
+from vidderain.io.files import make_output_folder
 from vidderain.io.images import read_image
 from vidderain.io.video import (
     VIDEO_SUFFIXES,
@@ -159,7 +160,7 @@ def derain_video(
     fps = writer_args["fps"]
     inputs: dict[int, np.ndarray] = {}
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        make_output_folder(destination.parent)
         with VideoWriter(destination, out_width, height, **writer_args) as writer:
 
             def decoded() -> Iterator[tuple[int, np.ndarray]]:

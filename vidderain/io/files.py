@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from vidderain.errors import DiskFullError, InputError
+
 PART_MARK = ".vidderain-part"
 # Bytes of the output's stem kept in a temporary name: with the mark, 8 hex digits and
 # the suffix it stays far below the 255-byte limit of a file name, however long the
@@ -94,3 +96,18 @@ def _is_hex(text: str) -> bool:
 def is_out_of_space(exc: OSError) -> bool:
     """Return True if `exc` says the destination is full (no space, over quota or over a file-size limit)."""
     return exc.errno in _OUT_OF_SPACE
+
+
+def make_output_folder(folder: str | os.PathLike) -> None:
+    """Create `folder` and its parents if missing.
+
+    Raises:
+        DiskFullError: the disk is full.
+        InputError: it cannot be created for another reason (permissions, a file in the way).
+    """
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise DiskFullError(f"{folder}: cannot be created, the disk is full ({exc.strerror or exc})") from None
+        raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidderain.cli import app
+from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import PART_MARK, leftover_partials
 from vidderain.io.images import write_image
 from vidderain.pixels import to_integer
@@ -128,3 +129,34 @@ def test_a_worker_killed_mid_file_leaves_no_partial_and_a_rerun_completes(
     assert again.exit_code == 0, again.output
     assert "1 derained, 0 failed, 2 skipped" in again.output
     assert files_of(out) == local_results
+
+
+def test_a_model_with_code_is_refused_before_the_cluster_starts(ray_module, rainy_folder, tmp_path):
+    import keras
+
+    from vidderain.models import save_model
+
+    marker = tmp_path / "ran"
+    code = f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]"
+    inputs = keras.Input((None, None, 3))
+    save_model(keras.Model(inputs, keras.layers.Lambda(eval(code))(inputs)), tmp_path / "lambda.keras",
+               {"arch": "default", "stride": 8, "overlap": 16})
+    marker.unlink()  # building the model ran it once
+    result = invoke("folder", rainy_folder, tmp_path / "out", "--model", tmp_path / "lambda.keras", "--ray", "local")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "serialized code" in errors[0], result.output
+    assert "Ray cluster" not in result.output and not marker.exists()
+
+
+def test_starting_a_cluster_keeps_vidderains_signal_handlers(ray_module):
+    from vidderain.cluster import start_cluster
+    from vidderain.interrupts import stop_signals_raise
+
+    with stop_signals_raise():
+        ours = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        ray = start_cluster("local", 1)
+        try:
+            assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == ours
+        finally:
+            ray.shutdown()

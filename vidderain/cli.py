@@ -29,7 +29,7 @@ from rich.table import Table
 
 from vidderain import __version__
 from vidderain.engine import TileSettings
-from vidderain.errors import DiskFullError, InputError, VidderainError
+from vidderain.errors import DiskFullError, InputError, VidderainError, first_line
 from vidderain.interrupts import STOP_EXIT_CODES, exit_code, signal_name, stop_signals_raise
 
 # A stop signal exits with 128 + its number (`vidderain.interrupts.exit_code`): 130 for Ctrl-C, 143 for SIGTERM.
@@ -46,11 +46,6 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _is_out_of_memory(exc: Exception) -> bool:
@@ -86,7 +81,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             if _is_out_of_memory(exc):
                 err.print("error: out of memory; try a smaller --tile or --batch", markup=False)
             else:
-                err.print(f"error: {type(exc).__name__}: {_one_line(exc)} (--debug shows details)", markup=False)
+                err.print(f"error: {type(exc).__name__}: {first_line(exc)} (--debug shows details)", markup=False)
             raise typer.Exit(EXIT_FAILED_FILES) from None
 
     return app.command(name)(run)
@@ -315,22 +310,21 @@ def _derain_on_ray(address, workers, model_name, tile, overlap, batch, todo, vid
     """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
     from vidderain.cluster import derain_on_ray
     from vidderain.engine import check_settings
-    from vidderain.models import read_metadata, resolve_model
+    from vidderain.models import inspect_model
 
-    path = resolve_model(model_name)
-    metadata = read_metadata(path)
-    settings = TileSettings(tile=tile, overlap=int(metadata["overlap"]) if overlap is None else overlap, batch=batch)
+    checked = inspect_model(model_name)  # a bad model is one error here, not one per worker
+    settings = TileSettings(tile=tile, overlap=checked.overlap if overlap is None else overlap, batch=batch)
     try:
-        check_settings(settings, int(metadata["stride"]))
+        check_settings(settings, checked.stride)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
     def on_start(info) -> None:
-        console.print(f"model {path.name} ({metadata.get('arch', '?')}) on {info.describe()}, "
+        console.print(f"model {checked.path.name} ({checked.metadata.get('arch', '?')}) on {info.describe()}, "
                       f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}",
                       markup=False)
 
-    return derain_on_ray(path, settings, todo, video_options, address=address, workers=workers,
+    return derain_on_ray(checked.path, settings, todo, video_options, address=address, workers=workers,
                          on_result=on_result, on_start=on_start)
 
 

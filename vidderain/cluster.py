@@ -12,6 +12,7 @@ each result as it arrives. Input and output paths must be the same on every mach
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections import deque
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidderain.engine import TileSettings
-from vidderain.errors import InputError
+from vidderain.errors import DiskFullError, InputError, first_line
 from vidderain.folders import FileResult
+from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
 
 LOCAL = "local"
@@ -88,10 +90,6 @@ class FileWorker:
 
         return derain_files(self.engine, [(source, destination)], video_options)[0]
 
-    def pid(self) -> int:
-        """The worker's process id."""
-        return os.getpid()
-
 
 def start_cluster(address: str, workers: int | None = None):
     """Connect to the Ray cluster at `address`, or start a local one for `local`.
@@ -104,6 +102,19 @@ def start_cluster(address: str, workers: int | None = None):
         The `ray` module, connected.
     """
     ray = import_ray()
+    # ray.init installs its own SIGTERM handler (exit at once); ours removes temporary
+    # files and stops the workers first (`vidderain.interrupts`), so it is put back.
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        _init(ray, address, workers)
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+    return ray
+
+
+def _init(ray, address: str, workers: int | None) -> None:
     if address == LOCAL:
         cpus = max(os.cpu_count() or 1, workers or 1)
         ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
@@ -112,8 +123,7 @@ def start_cluster(address: str, workers: int | None = None):
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({_first_line(exc)})") from None
-    return ray
+            raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({first_line(exc)})") from None
 
 
 def derain_on_ray(
@@ -159,10 +169,15 @@ def derain_on_ray(
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
         count = workers or max(int(gpus) or nodes, 1)
+        slots, unit = (int(gpus), "GPU") if gpus else (int(cpus), "CPU")
+        if count > slots:  # the extra workers would wait for room forever, and their files with them
+            raise InputError(f"--workers {count}: the cluster has room for {slots} (each worker takes 1 {unit})")
         info = ClusterInfo(address=address, nodes=nodes, cpus=cpus, gpus=gpus, workers=count)
         if on_start:
             on_start(info)
+        # SPREAD: one worker per machine before a second on any, as the default count assumes.
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        options["scheduling_strategy"] = "SPREAD"
         model = ray.put(Path(model_path).read_bytes())
         actor_class = ray.remote(FileWorker)
         actors = [actor_class.options(**options).remote(Path(model_path).name, model, settings) for _ in range(count)]
@@ -208,10 +223,12 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options,
                 for partial in leftover_partials(destination):
                     partial.unlink(missing_ok=True)
                 result = FileResult(source, destination,
-                                    f"{source}: its Ray worker died ({_first_line(exc)}); run again to finish it")
+                                    f"{source}: its Ray worker died ({first_line(exc)}); run again to finish it")
             except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, DiskFullError):  # every later file would fail the same way
+                    raise exc.cause from None
                 idle.append(actor)
-                result = FileResult(source, destination, f"{source}: {_first_line(exc.cause or exc)}")
+                result = FileResult(source, destination, f"{source}: {first_line(exc.cause or exc)}")
             report(index, result)
     finally:
         # Interrupted: stop the workers still writing and remove what they leave behind.
@@ -224,11 +241,6 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options,
 
 def _size(path: Path) -> int:
     try:
-        return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+        return path.stat().st_size
     except OSError:
         return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

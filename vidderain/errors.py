@@ -19,3 +19,9 @@ class DiskFullError(VidderainError):
     Every later write would fail the same way, so the run ends with this one error
     instead of a failure per file; finished outputs are kept and a re-run continues.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

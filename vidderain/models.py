@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidderain.errors import ModelError
+from vidderain.errors import ModelError, first_line
 from vidderain.io.files import atomic_output
 
 if TYPE_CHECKING:
@@ -35,6 +35,23 @@ _CONFIG_NAME = "config.json"
 # Layer classes whose configuration carries Python code.
 _CODE_CLASSES = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})
 _CHECKSUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file that passed every check that needs no Keras: what `inspect_model` returns.
+
+    Attributes:
+        path: Path. The `.keras` file.
+        stride: int. Input sides must be multiples of this.
+        overlap: int. Tile overlap that hides seams for this network.
+        metadata: dict. Everything stored in the file's `vidderain.json`.
+    """
+
+    path: Path
+    stride: int
+    overlap: int
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -141,32 +158,43 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     """
     import keras  # here, so that listing and resolving models stays quick
 
+    checked = inspect_model(name_or_path)
+    path = checked.path
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise ModelError(f"{path}: refused, the file contains serialized code (Keras safe mode)") from None
+        raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
+    except Exception as exc:  # Keras raises many types for a damaged archive.
+        raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
+    channels = model.inputs[0].shape[-1]
+    if channels != 3:
+        raise ModelError(f"{path}: the model takes {channels} input channels; vidderain needs 3 (RGB)")
+    return LoadedModel(model=model, stride=checked.stride, overlap=checked.overlap, metadata=checked.metadata, path=path)
+
+
+def inspect_model(name_or_path: str | os.PathLike) -> ModelFile:
+    """Check a bundled model name or `.keras` path as far as can be done without Keras.
+
+    `load_model` starts with this; a job that loads the model elsewhere (Ray workers)
+    calls it first, so that a bad model is one error before any work starts.
+
+    Raises:
+        ModelError: missing, not a vidderain `.keras` file, unsafe (serialized code or a
+            module outside Keras), without a valid stride and overlap, or a bundled model
+            that does not match its SHA-256.
+    """
     path = resolve_model(name_or_path)
     if is_bundled(path):
         check_bundled_checksum(path)
     metadata = read_metadata(path)
     _refuse_code(path)
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise ModelError(f"{path}: refused, the file contains serialized code (Keras safe mode)") from None
-        raise ModelError(f"{path}: cannot be loaded ({_first_line(exc)})") from None
-    except Exception as exc:  # Keras raises many types for a damaged archive.
-        raise ModelError(f"{path}: cannot be loaded ({_first_line(exc)})") from None
-    channels = model.inputs[0].shape[-1]
-    if channels != 3:
-        raise ModelError(f"{path}: the model takes {channels} input channels; vidderain needs 3 (RGB)")
-    try:
         stride, overlap = int(metadata["stride"]), int(metadata["overlap"])
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{path}: its metadata lacks a valid stride and overlap") from None
-    return LoadedModel(model=model, stride=stride, overlap=overlap, metadata=metadata, path=path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return ModelFile(path=path, stride=stride, overlap=overlap, metadata=metadata)
 
 
 def is_bundled(path: str | os.PathLike) -> bool:
@@ -236,7 +264,7 @@ def _refuse_code(path: Path) -> None:
     except KeyError:
         raise ModelError(f"{path}: cannot be loaded (not a Keras model file: it has no {_CONFIG_NAME})") from None
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ModelError(f"{path}: cannot be loaded (its {_CONFIG_NAME} is unreadable: {_first_line(exc)})") from None
+        raise ModelError(f"{path}: cannot be loaded (its {_CONFIG_NAME} is unreadable: {first_line(exc)})") from None
     if isinstance(config, dict):
         # Models load with compile=False, so the training setup is never deserialized
         # (and a loss function may be recorded under "builtins").

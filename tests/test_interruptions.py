@@ -266,6 +266,30 @@ def test_sigterm_during_training_saves_a_checkpoint(tmp_path, make_natural_image
     assert not (tmp_path / "m.run" / "checkpoint.new").exists()
 
 
+def test_a_second_signal_is_ignored_during_cleanup_and_a_third_ends_the_process():
+    import sys
+
+    # A cleanup that outlives two more SIGTERMs: the second must not cut it short, the
+    # third ends the process at once with 143.
+    script = (
+        "import os, signal, time\n"
+        "from vidderain.interrupts import stop_signals_raise\n"
+        "with stop_signals_raise():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('cleanup started', flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\n"
+        "        print('still cleaning', flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "        print('never printed', flush=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stdout.splitlines() == ["cleanup started", "still cleaning"]
+
+
 # The same stop raised in-process at each stage -----------------------------------------------
 
 

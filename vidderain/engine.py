@@ -1,6 +1,6 @@
 """The inference engine: frames in, derained frames out, as numpy arrays.
 
-A frame is padded to a multiple of the network's stride, cut into square tiles
+A frame is padded to a multiple of the network's stride, cut into equal tiles
 whose origins lie on multiples of the stride (so every tile sees the pooling grid
 the whole frame would), and the tiles of one or more frames are packed into
 fixed-shape batches for one compiled network function. Outputs are blended back
@@ -57,7 +57,9 @@ def tile_side(length: int, tile: int, overlap: int, stride: int) -> int:
     """Side of the tiles along one axis: the fewest tiles of at most `tile` covering `length`, made equal.
 
     Equal tiles just large enough to cover the canvas compute the least overlap twice:
-    1088 px with tiles of at most 1024 become two tiles of 560, not two of 1024.
+    1088 px with tiles of at most 1024 become two tiles of 560, not two of 1024. The
+    count is the fewest when `overlap` is a multiple of `stride` (the bundled models'
+    is); otherwise `tile_origins` rounds the step down and may add one tile.
 
     Args:
         length: int. Side of the padded canvas, a multiple of `stride`.
@@ -242,11 +244,13 @@ class Engine:
         def finished():
             while waiting and waiting[0].pending == 0:
                 state = waiting.popleft()
-                norm_y = _coverage(state.origins_y, state.weights_y, state.accum.shape[0])
-                norm_x = _coverage(state.origins_x, state.weights_x, state.accum.shape[1])
                 result = state.accum[: state.height, : state.width]
-                if len(state.origins_y) * len(state.origins_x) > 1:  # a lone tile weighs 1 everywhere
-                    result /= norm_y[: state.height, None, None] * norm_x[None, : state.width, None]
+                # Along an axis with one tile the weights are 1; otherwise divide by the rows'
+                # and the columns' total weight, in place (no frame-sized temporary).
+                if len(state.origins_y) > 1:
+                    result /= _coverage(state.origins_y, state.weights_y, state.accum.shape[0])[: state.height, None, None]
+                if len(state.origins_x) > 1:
+                    result /= _coverage(state.origins_x, state.weights_x, state.accum.shape[1])[None, : state.width, None]
                 np.clip(result, 0.0, 1.0, out=result)  # float rounding in the blend can step past 1
                 yield state.key, result
 

@@ -6,19 +6,23 @@ would end the process on the spot, leaving temporary files behind and ffmpeg wri
 on; here they raise `Terminated`, a KeyboardInterrupt, so whatever handles Ctrl-C
 (temporary files removed, ffmpeg stopped, a training checkpoint saved) handles them too.
 
-Only the first signal raises: further ones are ignored while the cleanup it started
-runs, so a second Ctrl-C cannot cut the cleanup short and leave a temporary file.
+Only the first signal raises: a second is ignored while the cleanup the first started
+runs, so an impatient second Ctrl-C cannot cut it short and leave a temporary file. A
+third ends the process at once (exit 128 + the signal's number), cleanup or not: the
+way out if a cleanup hangs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 STOP_EXIT_CODES = frozenset(128 + signum for signum in STOP_SIGNALS)
+FORCE_AFTER = 3  # signals: the third ends the process without cleanup
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,7 +49,7 @@ def signal_name(exc: KeyboardInterrupt) -> str:
 
 @contextlib.contextmanager
 def stop_signals_raise() -> Iterator[None]:
-    """Within the block, the first SIGINT, SIGTERM or SIGHUP raises in the main thread; later ones are ignored.
+    """Within the block, a first SIGINT, SIGTERM or SIGHUP raises in the main thread, a second is ignored, a third exits.
 
     Signals that were ignored when the block began stay ignored (a job started with
     `nohup`, or in the background by a non-interactive shell, was meant not to see
@@ -55,13 +59,15 @@ def stop_signals_raise() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopping = False
+    received = 0
 
     def handle(signum: int, frame) -> None:
-        nonlocal stopping
-        if stopping:
+        nonlocal received
+        received += 1
+        if received == FORCE_AFTER:
+            os._exit(128 + signum)
+        if received > 1:
             return
-        stopping = True
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(signum)

@@ -12,6 +12,7 @@ is left running, and the next run finishes the rest.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -260,8 +261,9 @@ def test_sigterm_during_training_saves_a_checkpoint(tmp_path, make_natural_image
     code, log = stop_at(tmp_path / "train.log", args, "training",
                         lambda pid: log_csv.exists() and len(log_csv.read_text().splitlines()) >= 3, signal.SIGTERM)
     assert code == 143, log
-    assert "interrupted (SIGTERM); checkpoint saved" in log
     assert Trainer.saved_settings(model) is not None
+    saved_step = json.loads((tmp_path / "m.run" / "checkpoint" / "state.json").read_text())["step"]
+    assert saved_step >= 2 and f"interrupted (SIGTERM); checkpoint of step {saved_step} in " in log, log
     assert not model.exists() and partial_files(tmp_path) == []
     assert not (tmp_path / "m.run" / "checkpoint.new").exists()
 

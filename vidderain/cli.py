@@ -33,7 +33,7 @@ from vidderain.errors import DiskFullError, InputError, VidderainError, first_li
 from vidderain.interrupts import STOP_EXIT_CODES, exit_code, signal_name, stop_signals_raise
 
 # A stop signal exits with 128 + its number (`vidderain.interrupts.exit_code`): 130 for Ctrl-C, 143 for SIGTERM.
-EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED_FILES, EXIT_USAGE = 1, 2
 
 app = typer.Typer(
     name="vidderain",
@@ -529,7 +529,7 @@ def train(
         try:
             summary = trainer.fit(resume=resume)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (`vidderain.interrupts`)
-            err.print(f"interrupted ({signal_name(exc)}); checkpoint saved in {trainer.run_dir}, continue with --resume")
+            err.print(f"interrupted ({signal_name(exc)}); {trainer.resume_hint()}", markup=False)
             raise typer.Exit(exit_code(exc)) from None
     best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
         if summary.get("best_psnr") is not None else ""

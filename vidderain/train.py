@@ -198,6 +198,16 @@ class Trainer:
                 return TrainSettings(**state["settings"])
         return None
 
+    def resume_hint(self) -> str:
+        """What an interrupted run left to resume from, in words for the user."""
+        if not self.distribution.is_chief:
+            return "the chief keeps the run's checkpoints"
+        folder = self._find_checkpoint()
+        if folder is None:
+            return "no checkpoint was saved yet; a new run starts from step 0"
+        step = json.loads((folder / "state.json").read_text())["step"]
+        return f"checkpoint of step {step} in {self.run_dir}; continue with --resume"
+
     def _restore(self, model: keras.Model, folder: Path) -> dict[str, Any]:
         state = json.loads((folder / "state.json").read_text())
         try:

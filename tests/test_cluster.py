@@ -160,3 +160,39 @@ def test_starting_a_cluster_keeps_vidderains_signal_handlers(ray_module):
             assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == ours
         finally:
             ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker through /proc")
+def test_sigterm_to_the_driver_stops_the_workers_and_leaves_no_partial(ray_module, rainy_folder, trained_model_path,
+                                                                        tmp_path):
+    from safety_checks import partial_files, processes_mentioning, start_cli
+
+    out = tmp_path / "out"
+    driver = start_cli(tmp_path / "log.txt", "folder", rainy_folder, out, "--model", trained_model_path,
+                       "--ray", "local", "--workers", 2)
+    try:
+        writing = threading.Event()
+
+        def wait_for_the_video_writer():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not writing.is_set() and driver.poll() is None:
+                if processes_mentioning(f"{out}/.clip") and any(PART_MARK in p.name for p in out.glob(".clip*")):
+                    writing.set()
+                time.sleep(0.05)
+
+        wait_for_the_video_writer()
+        assert writing.is_set(), (tmp_path / "log.txt").read_text()
+        driver.send_signal(signal.SIGTERM)
+        code = driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    log = (tmp_path / "log.txt").read_text()
+    assert code == 128 + signal.SIGTERM, log
+    assert "interrupted (SIGTERM)" in log and "Traceback" not in log
+    deadline = time.monotonic() + 10  # the killed worker's ffmpeg ends once its input closes
+    while processes_mentioning(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(out)) == [] and partial_files(out) == []
+    assert not (out / "clip.mp4").exists()

@@ -37,14 +37,27 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# The signal that started the stop in progress. Libraries that catch a KeyboardInterrupt
+# and raise a plain one of their own (Ray does, from inside `ray.wait`) lose `Terminated`;
+# the signal is still known here.
+_received: list[int] = []
+
+
+def _signum(exc: KeyboardInterrupt) -> int:
+    if isinstance(exc, Terminated):
+        return exc.signum
+    return _received[0] if _received else signal.SIGINT
+
+
 def exit_code(exc: KeyboardInterrupt) -> int:
     """The exit status shells give a process that a signal ended: 128 + its number (130 for Ctrl-C, 143 for SIGTERM)."""
-    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+    return 128 + _signum(exc)
 
 
 def signal_name(exc: KeyboardInterrupt) -> str:
     """"Ctrl-C" for SIGINT, else the signal's name ("SIGTERM")."""
-    return signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "Ctrl-C"
+    signum = _signum(exc)
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 @contextlib.contextmanager
@@ -59,14 +72,13 @@ def stop_signals_raise() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received = 0
+    _received.clear()
 
     def handle(signum: int, frame) -> None:
-        nonlocal received
-        received += 1
-        if received == FORCE_AFTER:
+        _received.append(signum)
+        if len(_received) == FORCE_AFTER:
             os._exit(128 + signum)
-        if received > 1:
+        if len(_received) > 1:
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt

@@ -48,6 +48,24 @@ def test_folder_derains_every_image_keeping_name_size_and_format(photo_folder, t
     assert "2 derained, 0 failed" in result.output
 
 
+def test_folder_ensemble_writes_the_average_of_the_frame_and_its_mirror_image(
+    photo_folder, tmp_path, trained_model_path, trained_model
+):
+    from vidderain.engine import Engine, TileSettings
+
+    plain, ensemble = tmp_path / "plain", tmp_path / "ensemble"
+    assert invoke("folder", photo_folder, plain, "--model", trained_model_path).exit_code == 0
+    result = invoke("folder", photo_folder, ensemble, "--model", trained_model_path, "--ensemble")
+    assert result.exit_code == 0, result.output
+    assert "mirrored ensemble" in result.output
+    rainy = to_float(read_image(photo_folder / "street.png"))
+    settings = TileSettings(overlap=trained_model.overlap, ensemble=True)
+    expected = to_integer(Engine(trained_model.model, trained_model.stride, settings).process(rainy)).astype(int)
+    written = read_image(ensemble / "street.png").astype(int)
+    assert np.abs(written - expected).max() <= 1
+    assert np.abs(written - read_image(plain / "street.png").astype(int)).max() >= 2
+
+
 def test_folder_reports_a_bad_file_by_name_and_goes_on(photo_folder, tmp_path, trained_model_path):
     (photo_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"

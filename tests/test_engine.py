@@ -230,6 +230,20 @@ def test_batch_size_does_not_change_results(trained_model, make_natural_image, t
         np.testing.assert_allclose(out1, out4, atol=1e-5)
 
 
+def test_ensemble_averages_each_frame_with_its_mirror_image_in_order(trained_model, make_natural_image):
+    frames = frames_of_several_sizes(make_natural_image)
+    plain = Engine(trained_model.model, 8, TileSettings(tile=32, overlap=8, batch=4))
+    ensemble = Engine(trained_model.model, 8, TileSettings(tile=32, overlap=8, batch=4, ensemble=True))
+    results = list(ensemble.run(iter(frames)))
+    assert [key for key, _ in results] == list(FRAME_SIZES)
+    for (_, frame), (_, out) in zip(frames, results):
+        straight = plain.process(frame)
+        mirrored = plain.process(np.ascontiguousarray(frame[:, ::-1]))[:, ::-1]
+        np.testing.assert_allclose(out, (straight + mirrored) / 2, atol=1e-5)
+    _, big = frames[2]  # 100x70: the network is not mirror-symmetric, so the two passes differ
+    assert np.abs(dict(results)["c"] - plain.process(big)).max() > 1e-3
+
+
 def test_frames_of_one_size_share_one_batch_shape_and_the_last_batch_is_padded(make_natural_image):
     model = RecordingModel(identity_model())
     frames = [(i, make_natural_image(64, 64, seed=i)) for i in range(3)]

@@ -141,6 +141,11 @@ OverlapOption = Annotated[
     typer.Option("--overlap", min=0, help="Pixels shared by neighbouring tiles, blended smoothly. [default: the model's]"),
 ]
 BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Tiles per network call (tiles of several frames share a batch).")]
+EnsembleOption = Annotated[
+    bool,
+    typer.Option("--ensemble", help="Also derain each frame mirrored and average the two: a cleaner result "
+                 "(+0.26 dB on the default model's validation pairs) at twice the network time."),
+]
 CodecOption = Annotated[
     Optional[str],
     typer.Option("--codec", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, prores_ks ... [default: libx264; libvpx-vp9 for .webm]"),
@@ -168,27 +173,38 @@ def _encoder(codec: Optional[str], crf: Optional[int], preset: Optional[str], pi
     )
 
 
-def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int):
+def _settings(tile: int, overlap: Optional[int], batch: int, ensemble: bool, model) -> TileSettings:
+    """The engine settings asked for, checked against the model (`models.ModelFile` or `LoadedModel`)."""
+    from vidderain.engine import check_settings
+
+    settings = TileSettings(tile=tile, overlap=model.overlap if overlap is None else overlap, batch=batch,
+                            ensemble=ensemble)
+    try:
+        check_settings(settings, model.stride)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return settings
+
+
+def _describe(settings: TileSettings) -> str:
+    return (f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}"
+            + (", mirrored ensemble" if settings.ensemble else ""))
+
+
+def _engine(model_name: str, tile: int, overlap: Optional[int], batch: int, ensemble: bool):
     from vidderain.models import resolve_model
 
     resolve_model(model_name)  # a wrong name fails before TensorFlow takes seconds to start
     with _quiet_native_stderr():
         from vidderain.devices import describe_device
-        from vidderain.engine import Engine, check_settings
+        from vidderain.engine import Engine
         from vidderain.models import load_model
 
         loaded = load_model(model_name)
         device = describe_device()
-    settings = TileSettings(tile=tile, overlap=loaded.overlap if overlap is None else overlap, batch=batch)
-    try:
-        check_settings(settings, loaded.stride)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    err.print(
-        f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device}, "
-        f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}",
-        markup=False,
-    )
+    settings = _settings(tile, overlap, batch, ensemble, loaded)
+    err.print(f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device}, {_describe(settings)}",
+              markup=False)
     return Engine(loaded.model, loaded.stride, settings)
 
 
@@ -222,6 +238,7 @@ def folder(
     tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
     batch: BatchOption = TileSettings.batch,
+    ensemble: EnsembleOption = TileSettings.ensemble,
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
@@ -269,7 +286,7 @@ def folder(
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
-    engine = _engine(model, tile, overlap, batch) if ray_address is None else None
+    engine = _engine(model, tile, overlap, batch, ensemble) if ray_address is None else None
     started = time.monotonic()
     with _progress() as progress:
         overall = progress.add_task("files", total=len(plan.todo), rate="")
@@ -296,8 +313,8 @@ def folder(
         if ray_address is None:
             results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame)
         else:
-            results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, plan.todo, video_options,
-                                     on_result, progress.console)
+            results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, ensemble, plan.todo,
+                                     video_options, on_result, progress.console)
     failures = len([r for r in results if not r.ok]) + len(plan.unreadable)
     done = len([r for r in results if r.ok])
     summary = f"{done} derained, {failures} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
@@ -306,23 +323,18 @@ def folder(
         raise typer.Exit(EXIT_FAILED_FILES)
 
 
-def _derain_on_ray(address, workers, model_name, tile, overlap, batch, todo, video_options, on_result, console):
+def _derain_on_ray(address, workers, model_name, tile, overlap, batch, ensemble, todo, video_options, on_result,
+                   console):
     """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
     from vidderain.cluster import derain_on_ray
-    from vidderain.engine import check_settings
     from vidderain.models import inspect_model
 
     checked = inspect_model(model_name)  # a bad model is one error here, not one per worker
-    settings = TileSettings(tile=tile, overlap=checked.overlap if overlap is None else overlap, batch=batch)
-    try:
-        check_settings(settings, checked.stride)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    settings = _settings(tile, overlap, batch, ensemble, checked)
 
     def on_start(info) -> None:
         console.print(f"model {checked.path.name} ({checked.metadata.get('arch', '?')}) on {info.describe()}, "
-                      f"tile {settings.tile or 'whole frame'}, overlap {settings.overlap}, batch {settings.batch}",
-                      markup=False)
+                      f"{_describe(settings)}", markup=False)
 
     return derain_on_ray(checked.path, settings, todo, video_options, address=address, workers=workers,
                          on_result=on_result, on_start=on_start)
@@ -351,6 +363,7 @@ def video(
     tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
     batch: BatchOption = TileSettings.batch,
+    ensemble: EnsembleOption = TileSettings.ensemble,
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
@@ -373,7 +386,7 @@ def video(
     check_video_job(in_path, out_path, options)  # before the model takes seconds to load
     if out_path.exists() and not overwrite:
         raise InputError(f"{out_path}: exists; use --overwrite to replace it")
-    engine = _engine(model, tile, overlap, batch)
+    engine = _engine(model, tile, overlap, batch, ensemble)
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task(escape(in_path.name), total=None, rate="")
@@ -587,13 +600,10 @@ def bench(
 
         loaded = load_model(model)
         device = describe_device()
-    tiles = TileSettings(tile=tile, overlap=loaded.overlap if overlap is None else overlap, batch=batch)
-    settings = BenchSettings(width=width, height=height, frames=frames, tiles=tiles)
+    settings = BenchSettings(width=width, height=height, frames=frames,
+                             tiles=_settings(tile, overlap, batch, False, loaded))
     try:
         settings.check()
-        from vidderain.engine import check_settings
-
-        check_settings(tiles, loaded.stride)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     err.print(f"benchmarking {loaded.path.name} on {device}", markup=False)

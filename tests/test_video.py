@@ -51,16 +51,18 @@ def test_video_keeps_frame_count_exact_rate_size_and_audio(ntsc_clip, tmp_path, 
     assert abs(derained.duration - source.duration) < 0.05
 
 
-def test_lossless_video_frame_equals_the_image_engine_result(ntsc_clip, tmp_path, trained_model):
+@pytest.mark.parametrize("ensemble", [False, True], ids=["plain", "ensemble"])
+def test_lossless_video_frame_equals_the_image_engine_result(ntsc_clip, tmp_path, trained_model, ensemble):
     out = tmp_path / "lossless.mkv"
     result = invoke("video", ntsc_clip, out, "--model", trained_model.path, "--crf", 0, "--pix-fmt", "yuv444p",
-                    "--preset", "ultrafast")
+                    "--preset", "ultrafast", *(["--ensemble"] if ensemble else []))
     assert result.exit_code == 0, result.output
     with VideoReader(ntsc_clip) as reader:
         source_frames = list(reader)
     with VideoReader(out) as reader:
         video_frames = list(reader)
-    engine = Engine(trained_model.model, trained_model.stride, TileSettings(overlap=trained_model.overlap))
+    settings = TileSettings(overlap=trained_model.overlap, ensemble=ensemble)
+    engine = Engine(trained_model.model, trained_model.stride, settings)
     for index in (0, 17, 29):
         expected = to_integer(engine.process(to_float(source_frames[index])))
         difference = np.abs(video_frames[index].astype(int) - expected.astype(int))

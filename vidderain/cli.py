@@ -143,8 +143,8 @@ OverlapOption = Annotated[
 BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Tiles per network call (tiles of several frames share a batch).")]
 EnsembleOption = Annotated[
     bool,
-    typer.Option("--ensemble", help="Also derain each frame mirrored and average the two: a cleaner result "
-                 "(+0.26 dB on the default model's validation pairs) at twice the network time."),
+    typer.Option("--ensemble", help="Also derain each frame mirrored left to right and average the two results: "
+                 "cleaner, at twice the network time (measured in models/README.md)."),
 ]
 CodecOption = Annotated[
     Optional[str],

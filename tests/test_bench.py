@@ -36,6 +36,20 @@ def test_bench_json_gives_all_six_figures_measured_on_a_tiled_clip(trained_model
     assert 100 < report["peak_rss_mb"] < 16_000 and 100 < report["peak_rss_long_mb"] < 16_000
     assert report["memory_ratio"] == report["peak_rss_long_mb"] / report["peak_rss_mb"]
     assert set(report["passed"]) == set(TARGETS) and all(isinstance(v, bool) for v in report["passed"].values())
+    # Figure 7: the engine at the chosen precision against float32, on the same frames.
+    assert report["precision"].startswith(("float32", "bfloat16"))
+    assert math.isfinite(report["float32_compute_seconds"]) and report["float32_compute_seconds"] > 0
+    assert report["precision_speedup"] == report["float32_compute_seconds"] / report["compute_seconds"]
+
+
+def test_bench_forced_to_bfloat16_times_float32_beside_it(trained_model_path):
+    result = runner.invoke(app, ["bench", "--model", str(trained_model_path), "--size", "64x48", "--frames", "2",
+                                 "--precision", "bfloat16", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["precision"] == "bfloat16 (asked for)"
+    assert report["float32_compute_seconds"] != report["compute_seconds"]  # measured separately
+    assert "in bfloat16 (asked for)" in result.stderr
 
 
 def _result(**changes) -> BenchResult:
@@ -46,7 +60,8 @@ def _result(**changes) -> BenchResult:
         "video_frames_per_second": 2.29, "video_over_compute": 1.05, "loop_seconds": 11.0, "speedup_over_loop": 1.048,
         "tiled_frame_seconds": 0.4, "whole_frame_seconds": 0.4, "tiling_overhead": 0.0, "network_gflops": 90.0,
         "matmul_gflops": 120.0, "fraction_of_matmul": 0.75, "peak_rss_mb": 900.0, "peak_rss_long_mb": 910.0,
-        "memory_ratio": 910 / 900,
+        "memory_ratio": 910 / 900, "precision": "bfloat16 (CPU has avx512_bf16)", "float32_compute_seconds": 19.0,
+        "precision_speedup": 1.9,
     }
     return BenchResult(**{**figures, **changes})
 
@@ -69,6 +84,8 @@ def test_bench_table_shows_the_six_figures_with_targets_and_verdicts(monkeypatch
         row = next(line for line in lines if line.startswith(f"{number} "))
         assert ratio in row and target in row and row.endswith(verdict), row
     assert any(line.startswith("1 engine compute") and "0.553 MP/s" in line for line in lines)
+    assert any(line.startswith("7 network at its precision / float32") and "1.90x" in line for line in lines)
+    assert "bfloat16 (CPU has avx512_bf16)" in lines[0]
 
 
 def test_bench_refuses_a_size_that_is_not_width_x_height():

@@ -92,7 +92,9 @@ def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, ma
 
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
     settings = TrainSettings(steps=10, batch=4, patch=32, warmup=3, val_every=4, seed=3)
-    options = ["--steps", 10, "--batch", 4, "--patch", 32, "--warmup", 3, "--val-every", 4, "--seed", 3]
+    # float32 on both sides: the Trainer below runs at its default precision.
+    options = ["--steps", 10, "--batch", 4, "--patch", 32, "--warmup", 3, "--val-every", 4, "--seed", 3,
+               "--precision", "float32"]
     straight = tmp_path / "straight.keras"
     assert invoke("train", data, "--out", straight, *options).exit_code == 0
 
@@ -109,7 +111,7 @@ def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, ma
     state = json.loads((split.with_name("split.run") / "checkpoint" / "state.json").read_text())
     assert state["step"] == 6
 
-    resumed = invoke("train", data, "--out", split, "--resume")  # the run's own 10 steps
+    resumed = invoke("train", data, "--out", split, "--resume", "--precision", "float32")  # the run's own 10 steps
     assert resumed.exit_code == 0, resumed.output
     assert [int(r["step"]) for r in read_log(split)] == list(range(1, 11))
     straight_losses = [float(r["loss"]) for r in read_log(straight)]

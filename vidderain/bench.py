@@ -8,10 +8,15 @@ measures, in one process and on the same frames:
 3. the obvious loop (decode a frame, `predict_on_batch` on the whole frame, encode)
    with the same model, and the `video` job's speed-up over it;
 4. one frame tiled with the given settings against the same frame run whole;
-5. the network's useful FLOP/s against a dense float32 matrix multiply's, measured
-   with the same backend (the machine's practical peak);
+5. the network's useful FLOP/s against a dense matrix multiply's in the same precision,
+   measured with the same backend (the machine's practical peak);
 6. the peak resident memory of `vidderain video` subprocesses on the clip and on a
-   clip four times as long.
+   clip four times as long;
+7. the network at the chosen precision against the same network at float32 (the
+   engine alone, as in 1): the gain bfloat16 brings where the hardware has it.
+
+The obvious loop of figure 3 is what a user writes: `predict_on_batch` on the model
+as loaded, in float32, whatever precision the job runs at.
 
 Ratios, not seconds, are what compare across runs: a shared machine's absolute
 times vary. Nothing here prints; progress goes through a callback.
@@ -36,6 +41,7 @@ from vidderain.engine import Engine, TileSettings, pad_frame
 from vidderain.io.video import VideoReader, VideoWriter
 from vidderain.models import LoadedModel
 from vidderain.pixels import to_float, to_integer
+from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.synth import add_rain
 from vidderain.videos import VideoOptions, derain_video
 
@@ -62,7 +68,9 @@ class BenchSettings:
         tiles: TileSettings. The engine's tiling and batching. Defaults to TileSettings().
         repeats: int. Timings of one frame (figure 4) and of the matrix multiply; the
             best is kept, which sheds the moments another process took the CPU. Defaults to 3.
-        matmul_size: int. Side of the square float32 matrices multiplied. Defaults to 2048.
+        matmul_size: int. Side of the square matrices multiplied. Defaults to 2048.
+        precision: Precision. What the engine (and the `video` job) runs the network in.
+            Defaults to float32.
     """
 
     width: int = 640
@@ -71,6 +79,7 @@ class BenchSettings:
     tiles: TileSettings = field(default_factory=TileSettings)
     repeats: int = 3
     matmul_size: int = 2048
+    precision: Precision = FLOAT32
 
     def check(self) -> None:
         """Raise ValueError naming a setting that cannot work."""
@@ -91,6 +100,7 @@ class BenchResult:
     Attributes:
         model: str. Path of the model file.
         device: str. What the backend computed on, e.g. "CPU (2 cores, tensorflow)".
+        precision: str. What the engine ran the network in ("float32" or "bfloat16"), and why.
         width, height, frames: int. The generated clip.
         tile, overlap, batch: int. The engine's settings.
         tiles_per_frame: int. Tiles the engine cut each frame into.
@@ -106,15 +116,18 @@ class BenchResult:
         whole_frame_seconds: float. Figure 4: the same frame run whole, batch 1 (best of repeats).
         tiling_overhead: float. Figure 4: tiled / whole - 1.
         network_gflops: float. Figure 5: 2 x multiply-adds per pixel x pixels / compute_seconds.
-        matmul_gflops: float. Figure 5: the best dense float32 matrix multiply.
+        matmul_gflops: float. Figure 5: the best dense matrix multiply at the engine's precision.
         fraction_of_matmul: float. Figure 5: network_gflops / matmul_gflops.
         peak_rss_mb: float. Figure 6: peak resident memory of `vidderain video` on the clip.
         peak_rss_long_mb: float. Figure 6: the same on the clip four times as long.
         memory_ratio: float. Figure 6: peak_rss_long_mb / peak_rss_mb.
+        float32_compute_seconds: float. Figure 7: the engine over the same frames at float32.
+        precision_speedup: float. Figure 7: float32_compute_seconds / compute_seconds (1 at float32).
     """
 
     model: str
     device: str
+    precision: str
     width: int
     height: int
     frames: int
@@ -140,6 +153,8 @@ class BenchResult:
     peak_rss_mb: float
     peak_rss_long_mb: float
     memory_ratio: float
+    float32_compute_seconds: float
+    precision_speedup: float
 
     def passed(self) -> dict[str, bool]:
         """Whether each figure with a target meets it, by figure name (see `TARGETS`)."""
@@ -201,23 +216,24 @@ def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
         return writer.frames_written
 
 
-def matmul_gflops(size: int, repeats: int) -> float:
-    """Best GFLOP/s of a dense float32 `size` x `size` matrix multiply with the current Keras backend."""
+def matmul_gflops(size: int, repeats: int, dtype: str = "float32") -> float:
+    """Best GFLOP/s of a dense `size` x `size` matrix multiply in `dtype` with the current Keras backend."""
     import keras
 
     rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32))
-    b = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32))
+    a = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32), dtype=dtype)
+    b = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32), dtype=dtype)
 
     def multiply() -> None:
         # Reading one element back waits for the whole product, also on asynchronous backends.
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+        keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.matmul(a, b)[0, 0], "float32"))
 
     best = _best_seconds(multiply, repeats)
     return 2 * size**3 / best / 1e9
 
 
-def peak_rss_of_video_job(loaded: LoadedModel, tiles: TileSettings, source: Path, destination: Path) -> float:
+def peak_rss_of_video_job(loaded: LoadedModel, tiles: TileSettings, source: Path, destination: Path,
+                          precision: Precision = FLOAT32) -> float:
     """Peak resident memory (MB) of a `vidderain video` subprocess deraining `source`.
 
     Raises:
@@ -226,7 +242,7 @@ def peak_rss_of_video_job(loaded: LoadedModel, tiles: TileSettings, source: Path
     command = [
         sys.executable, "-m", "vidderain", "video", str(source), str(destination), "--overwrite",
         "--model", str(loaded.path), "--tile", str(tiles.tile), "--overlap", str(tiles.overlap),
-        "--batch", str(tiles.batch),
+        "--batch", str(tiles.batch), "--precision", precision.name,
     ]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
@@ -272,8 +288,10 @@ def run_bench(
     stage = on_stage or (lambda _: None)
     width, height, count = settings.width, settings.height, settings.frames
     megapixels = width * height * count / 1e6
-    engine = Engine(loaded.model, loaded.stride, settings.tiles)
-    whole = Engine(loaded.model, loaded.stride, TileSettings(tile=0, overlap=settings.tiles.overlap, batch=1))
+    network = at_precision(loaded.model, settings.precision)
+    engine = Engine(network, loaded.stride, settings.tiles)
+    whole = Engine(network, loaded.stride, TileSettings(tile=0, overlap=settings.tiles.overlap, batch=1))
+    float32_engine = Engine(loaded.model, loaded.stride, settings.tiles)
 
     with tempfile.TemporaryDirectory(prefix="vidderain-bench-") as folder:
         work = Path(folder)
@@ -291,6 +309,7 @@ def run_bench(
         stage("compiling")
         engine.process(decoded[0])
         whole.process(decoded[0])
+        float32_engine.process(decoded[0])
         plan = engine.plan(height, width)
 
         stage("1: engine compute")
@@ -314,16 +333,26 @@ def run_bench(
         whole_frame = _best_seconds(lambda: whole.process(decoded[0]), settings.repeats)
 
         stage("5: dense matrix multiply")
-        network = 2 * count_macs(loaded.model) * megapixels * 1e6 / compute / 1e9
-        peak = matmul_gflops(settings.matmul_size, settings.repeats)
+        gflops = 2 * count_macs(loaded.model) * megapixels * 1e6 / compute / 1e9
+        peak = matmul_gflops(settings.matmul_size, settings.repeats, settings.precision.name)
 
         stage(f"6: peak memory of `vidderain video` on {count} and {LONG_CLIP_FACTOR * count} frames")
-        rss = peak_rss_of_video_job(loaded, settings.tiles, clip, work / "rss.mp4")
-        rss_long = peak_rss_of_video_job(loaded, settings.tiles, long_clip, work / "rss-long.mp4")
+        rss = peak_rss_of_video_job(loaded, settings.tiles, clip, work / "rss.mp4", settings.precision)
+        rss_long = peak_rss_of_video_job(loaded, settings.tiles, long_clip, work / "rss-long.mp4", settings.precision)
+
+        if settings.precision.name == "float32":
+            float32_compute = compute
+        else:
+            stage("7: engine compute at float32")
+            started = time.perf_counter()
+            for _, _ in float32_engine.run(enumerate(decoded)):
+                pass
+            float32_compute = time.perf_counter() - started
 
     return BenchResult(
         model=str(loaded.path),
         device=describe_device(),
+        precision=settings.precision.describe(),
         width=width,
         height=height,
         frames=count,
@@ -343,12 +372,14 @@ def run_bench(
         tiled_frame_seconds=tiled_frame,
         whole_frame_seconds=whole_frame,
         tiling_overhead=tiled_frame / whole_frame - 1,
-        network_gflops=network,
+        network_gflops=gflops,
         matmul_gflops=peak,
-        fraction_of_matmul=network / peak,
+        fraction_of_matmul=gflops / peak,
         peak_rss_mb=rss,
         peak_rss_long_mb=rss_long,
         memory_ratio=rss_long / rss,
+        float32_compute_seconds=float32_compute,
+        precision_speedup=float32_compute / compute,
     )
 
 

@@ -24,6 +24,7 @@ from vidderain.errors import DiskFullError, InputError, first_line
 from vidderain.folders import FileResult
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
+from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
 
 LOCAL = "local"
 RAY_HINT = "pip install 'vidderain[ray]'"
@@ -40,6 +41,7 @@ class ClusterInfo:
         cpus: float. CPUs the cluster offers.
         gpus: float. GPUs the cluster offers.
         workers: int. Actors started, each with one GPU when the cluster has GPUs, else one CPU.
+        precision: Precision. What every worker runs the network in.
     """
 
     address: str
@@ -47,6 +49,7 @@ class ClusterInfo:
     cpus: float
     gpus: float
     workers: int
+    precision: Precision = FLOAT32
 
     def describe(self) -> str:
         """One line for the user."""
@@ -74,7 +77,7 @@ class FileWorker:
         settings: TileSettings. Tiling and batching, as a local run would use them.
     """
 
-    def __init__(self, model_name: str, model_bytes: bytes, settings: TileSettings):
+    def __init__(self, model_name: str, model_bytes: bytes, settings: TileSettings, precision: Precision = FLOAT32):
         from vidderain.engine import Engine
         from vidderain.models import load_model
 
@@ -82,7 +85,7 @@ class FileWorker:
             path = Path(folder) / Path(model_name).with_suffix(".keras").name
             path.write_bytes(model_bytes)
             loaded = load_model(path)
-        self.engine = Engine(loaded.model, loaded.stride, settings)
+        self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings)
 
     def derain(self, source: Path, destination: Path, video_options) -> FileResult:
         """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
@@ -135,6 +138,7 @@ def derain_on_ray(
     workers: int | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     on_start: Callable[[ClusterInfo], None] | None = None,
+    precision: str = "auto",
 ) -> list[FileResult]:
     """Derain every (source, destination) of `todo` on Ray workers, whole files each.
 
@@ -150,6 +154,9 @@ def derain_on_ray(
             with no GPUs one per machine.
         on_result: callable or None. Called in this thread with each FileResult as it arrives.
         on_start: callable or None. Called with the ClusterInfo once the workers are asked for.
+        precision: str. "float32", "bfloat16", or "auto": resolved once, on a worker's machine
+            (a GPU one when the cluster has GPUs), and used by every worker, so a file's result
+            does not depend on which machine ran it. Defaults to "auto".
 
     Returns:
         One FileResult per pair, in the order of `todo`. A file whose worker died is a
@@ -172,15 +179,17 @@ def derain_on_ray(
         slots, unit = (int(gpus), "GPU") if gpus else (int(cpus), "CPU")
         if count > slots:  # the extra workers would wait for room forever, and their files with them
             raise InputError(f"--workers {count}: the cluster has room for {slots} (each worker takes 1 {unit})")
-        info = ClusterInfo(address=address, nodes=nodes, cpus=cpus, gpus=gpus, workers=count)
-        if on_start:
-            on_start(info)
         # SPREAD: one worker per machine before a second on any, as the default count assumes.
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         options["scheduling_strategy"] = "SPREAD"
+        chosen = ray.get(ray.remote(resolve_precision).options(**options).remote(precision))
+        info = ClusterInfo(address=address, nodes=nodes, cpus=cpus, gpus=gpus, workers=count, precision=chosen)
+        if on_start:
+            on_start(info)
         model = ray.put(Path(model_path).read_bytes())
         actor_class = ray.remote(FileWorker)
-        actors = [actor_class.options(**options).remote(Path(model_path).name, model, settings) for _ in range(count)]
+        actors = [actor_class.options(**options).remote(Path(model_path).name, model, settings, chosen)
+                  for _ in range(count)]
         return _dispatch(ray, actors, todo, video_options, on_result)
     finally:
         ray.shutdown()  # stops a local cluster; from a remote one, only disconnects

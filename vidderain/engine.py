@@ -207,20 +207,26 @@ class Engine:
         self.model = model
         self.stride = stride
         self.settings = settings
+        # A temporal model takes a window of frames stacked on channels and returns one frame.
+        self.in_channels = _channels(model, "inputs")
+        self.out_channels = _channels(model, "outputs")
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        """Derain one float32 HxWx3 frame in [0, 1]; returns float32 HxWx3 in [0, 1]."""
+        """Derain one float32 HxWxC frame in [0, 1] (C the model's input channels); returns float32 HxWx3."""
         return next(iter(self.run([(0, frame)])))[1]
 
     def run(self, frames: Iterable[tuple[Hashable, np.ndarray]]) -> Iterator[tuple[Hashable, np.ndarray]]:
         """Derain a stream of frames, yielding them in order as soon as each is complete.
 
         Args:
-            frames: iterable of (key, frame). Each frame float32 HxWx3 in [0, 1]; any size.
-                The key travels with the frame and is yielded back with its result.
+            frames: iterable of (key, frame). Each frame float32 HxWxC in [0, 1], any size, C the
+                model's input channels: 3 for an RGB frame, 3 per frame for a temporal model's
+                window of frames stacked on channels. The key travels with the frame and is
+                yielded back with its result.
 
         Yields:
-            (key, derained): derained is float32 HxWx3 in [0, 1], the size of the input.
+            (key, derained): derained is float32 HxWx3 (the model's output channels) in [0, 1],
+            the size of the input.
         """
         if not self.settings.ensemble:
             yield from self._run(frames)
@@ -278,7 +284,7 @@ class Engine:
                 if slots:
                     flush()
                     yield from finished()
-                buffer = np.zeros((batch_size, *tile_shape, 3), dtype=np.float32)
+                buffer = np.zeros((batch_size, *tile_shape, self.in_channels), dtype=np.float32)
             waiting.append(state)
             th, tw = tile_shape
             for iy, y in enumerate(state.origins_y):
@@ -298,8 +304,9 @@ class Engine:
         return plan_tiles(height, width, self.settings, self.stride)
 
     def _plan(self, key: Hashable, frame: np.ndarray) -> _Frame:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
-            raise ValueError(f"Expected a float32 HxWx3 frame. Received: shape={frame.shape}, dtype={frame.dtype}")
+        if frame.ndim != 3 or frame.shape[2] != self.in_channels or frame.dtype != np.float32:
+            raise ValueError(f"Expected a float32 HxWx{self.in_channels} frame. "
+                             f"Received: shape={frame.shape}, dtype={frame.dtype}")
         height, width = frame.shape[:2]
         if height == 0 or width == 0:
             raise ValueError(f"Expected a frame with pixels. Received: shape={frame.shape}")
@@ -314,9 +321,17 @@ class Engine:
             origins_x=list(plan.origins_x),
             weights_y=tile_weights(list(plan.origins_y), plan.tile_height, overlap),
             weights_x=tile_weights(list(plan.origins_x), plan.tile_width, overlap),
-            accum=np.zeros((plan.canvas_height, plan.canvas_width, 3), dtype=np.float32),
+            accum=np.zeros((plan.canvas_height, plan.canvas_width, self.out_channels), dtype=np.float32),
             pending=plan.count,
         )
+
+
+def _channels(model, which: str) -> int:
+    # A functional model declares its channels; a subclassed one (wrapping another) is RGB.
+    try:
+        return int(getattr(model, which)[0].shape[-1])
+    except (AttributeError, TypeError, IndexError):
+        return 3
 
 
 def _with_mirror_images(frames: Iterable[tuple[Hashable, np.ndarray]]) -> Iterator[tuple[tuple, np.ndarray]]:

@@ -13,6 +13,20 @@ class ModelError(VidderainError):
     """A model that is missing, unsafe, corrupt or does not fit the input."""
 
 
+class ParameterError(VidderainError, ValueError):
+    """A setting with a value that cannot work; the CLI names the flag that set it.
+
+    Attributes:
+        parameter: str. The setting's name in the library (`patch`, `rain_mix`).
+        value: the value received.
+        expected: str. What would work, in words.
+    """
+
+    def __init__(self, parameter: str, value, expected: str):
+        self.parameter, self.value, self.expected = parameter, value, expected
+        super().__init__(f"{parameter} must be {expected}. Received: {parameter}={value!r}")
+
+
 class DiskFullError(VidderainError):
     """The destination ran out of space (or hit a file-size limit): the whole run stops.
 

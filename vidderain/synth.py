@@ -19,6 +19,7 @@ is a pure function of (clean image, generator state, settings).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -253,6 +254,29 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, settings: RainSettings
     if hazy:
         rainy = rainy * np.float32(1.0 - haze) + np.float32(haze * light)
     return np.clip(rainy, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+# Rain for mixing into paired training data (`vidderain train --rain-mix`): wider than the
+# defaults where real footage differs from Rain100L's light, near-vertical streaks: angles
+# to 45 degrees, dense and long streaks, up to four depth layers, defocused near rain, and
+# a light veil of haze now and then.
+MIXED_RAIN = RainSettings(
+    density=(0.0002, 0.015),
+    length=(8.0, 80.0),
+    width=(0.6, 2.5),
+    angle=(-45.0, 45.0),
+    brightness=(0.1, 0.9),
+    blur=(0.0, 1.5),
+    layers=(1, 4),
+    haze_probability=0.3,
+    haze=(0.05, 0.35),
+    haze_light=(0.6, 1.0),
+)
+RAIN_PRESETS: dict[str, RainSettings] = {
+    "mixed": MIXED_RAIN,
+    "mixed-clear": dataclasses.replace(MIXED_RAIN, haze_probability=0.0),
+    "synth": RainSettings(),
+}
 
 
 Synthesizer = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (clean, rng) -> rainy

@@ -27,13 +27,14 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from vidderain import __version__
-from vidderain.data import PatchBatches
+from vidderain.data import AUGMENTATIONS, PatchBatches
 from vidderain.distribution import ONE_DEVICE, Distribution
 from vidderain.pairs import Pair
 from vidderain.engine import Engine, TileSettings
-from vidderain.errors import InputError
+from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import write_image
 from vidderain.losses import LOSSES
 from vidderain.metrics import psnr, ssim
@@ -42,6 +43,8 @@ from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
 from vidderain.plots import plot_training_log
+from vidderain.precision import FLOAT32, Precision, at_precision
+from vidderain.synth import RAIN_PRESETS
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class TrainSettings:
     val_every: int = 500  # steps between validations (and best-model exports)
     seed: int = 0  # seeds the weights and the crops
     checkpoint_seconds: float = 300.0  # a checkpoint at least this often
+    augment: str = "flip"  # geometric augmentation, a name in vidderain.data.AUGMENTATIONS
+    rain_mix: float = 0.0  # fraction of paired crops whose rainy side is synthesized instead
+    extra_clean: str | None = None  # folder of clean images/videos whose crops always get synthetic rain
+    rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.synth.RAIN_PRESETS
 
     def check(self) -> None:
         """Raise InputError, naming the value, for a setting that cannot work."""
@@ -73,6 +80,21 @@ class TrainSettings:
             raise InputError(f"--patch must be a multiple of {arch.stride} for {self.arch}. Received: {self.patch}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive. Received: {self.lr}")
+        if self.augment not in AUGMENTATIONS:
+            raise ParameterError("augment", self.augment, f"one of {', '.join(AUGMENTATIONS)}")
+        if not 0.0 <= self.rain_mix <= 1.0:
+            raise ParameterError("rain_mix", self.rain_mix, "a fraction between 0 and 1")
+        if self.rain not in RAIN_PRESETS:
+            raise ParameterError("rain", self.rain, f"one of {', '.join(RAIN_PRESETS)}")
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> "TrainSettings":
+        """The settings a checkpoint stored; a setting it predates gets the value that run used."""
+        return cls(**{**LEGACY_SETTINGS, **saved})
+
+
+# What a run that began before a setting existed did, so a resumed run keeps its recipe.
+LEGACY_SETTINGS: dict[str, Any] = {"augment": "flip+rot90", "rain_mix": 0.0, "extra_clean": None, "rain": "mixed"}
 
 
 @dataclass(frozen=True)
@@ -87,21 +109,76 @@ class Progress:
     val_ssim: float | None
 
 
-LOG_FIELDS = ("step", "loss", "lr", "steps_per_second", "val_psnr", "val_ssim", "elapsed_seconds")
+LOG_FIELDS = ("step", "loss", "lr", "steps_per_second", "val_psnr", "val_ssim", "elapsed_seconds", "precision")
 
 
-def build_model(settings: TrainSettings) -> keras.Model:
-    """Build and compile the network of `settings` with its optimizer and schedule."""
+class PlannedDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then cosine segments, each from one rate down to another.
+
+    A run is planned once: warm-up, then one cosine from `peak` to `peak / 100` at the
+    last step (what `keras.optimizers.schedules.CosineDecay` computes). Extending a
+    resumed run appends a segment that continues from the rate reached, down to
+    `peak / 100` at the new last step, so the rate never jumps back up.
+
+    Args:
+        peak: float. The rate reached at the end of the warm-up.
+        warmup: int. Steps of linear warm-up from 0.
+        segments: list of [start, end, from_rate, to_rate]; the last one starting at or
+            before a step gives that step's rate.
+    """
+
+    def __init__(self, peak: float, warmup: int, segments: list[list[float]]):
+        self.peak, self.warmup = float(peak), int(warmup)
+        self.segments = [[float(v) for v in segment] for segment in segments]
+
+    @classmethod
+    def plan(cls, settings: "TrainSettings") -> "PlannedDecay":
+        """The schedule of a new run of `settings`."""
+        warmup = min(settings.warmup, max(settings.steps - 1, 0))
+        return cls(settings.lr, warmup, [[warmup, settings.steps, settings.lr, settings.lr * FINAL_LR_FRACTION]])
+
+    @property
+    def end(self) -> int:
+        """The step at which the rate reaches its floor."""
+        return int(self.segments[-1][1])
+
+    def extended(self, step: int, steps: int) -> "PlannedDecay":
+        """This schedule continued from `step`, at the rate it has there, down to its floor at `steps`."""
+        if steps == self.end:
+            return self
+        rate = self.rate(step)
+        return PlannedDecay(self.peak, self.warmup, self.segments + [[step, steps, rate, self.peak * FINAL_LR_FRACTION]])
+
+    def rate(self, step: int) -> float:
+        """The learning rate at `step`, in plain Python."""
+        return float(np.asarray(self(np.float32(step))))
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rate = self.peak * step / max(self.warmup, 1)
+        for start, end, high, low in self.segments:
+            progress = ops.clip((step - start) / max(end - start, 1.0), 0.0, 1.0)
+            cosine = low + (high - low) * 0.5 * (1.0 + ops.cos(np.pi * progress))
+            rate = ops.where(step >= start, cosine, rate)
+        return rate
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "warmup": self.warmup, "segments": self.segments}
+
+
+FINAL_LR_FRACTION = 0.01  # the cosine ends at lr / 100
+
+
+def build_model(settings: TrainSettings, precision: Precision = FLOAT32,
+                schedule: PlannedDecay | None = None) -> keras.Model:
+    """Build and compile the network of `settings` at `precision` with its optimizer and schedule.
+
+    At bfloat16 the network computes in bfloat16 with float32 weights (Keras's
+    mixed_bfloat16) and its residual subtraction, output and loss stay float32.
+    """
     keras.utils.set_random_seed(settings.seed)
-    model = get_architecture(settings.arch).build()
-    warmup = min(settings.warmup, max(settings.steps - 1, 0))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(settings.steps - warmup, 1),
-        alpha=0.01,
-        warmup_target=settings.lr,
-        warmup_steps=warmup,
-    )
+    model = at_precision(get_architecture(settings.arch).build(), precision)
+    schedule = schedule or PlannedDecay.plan(settings)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSSES[settings.loss])
     return model
 
@@ -129,7 +206,12 @@ class Trainer:
         out: Path. Where the best model is exported; the run folder is `OUT.run/` beside it.
         data_description: str. Recorded in the model's metadata.
         val_names: sequence of str. Names of the validation pairs, recorded in the metadata.
-        synthesize: callable or None. Makes the rainy side of each crop from its clean side.
+        synthesize: callable or None. Makes the rainy side of a crop from its clean side: every
+            crop's when `rain_mix` is None (clean-only data), else a `settings.rain_mix` share of
+            the pairs' crops and every crop of `extra_clean`.
+        extra_clean: sequence of float32 clean frames whose crops always get synthetic rain.
+        precision: Precision. What the network computes in; each leg of a resumed run may
+            use another (the weights are float32 either way). Defaults to float32.
         on_progress: callable or None. Called with a Progress after every step.
         distribution: Distribution. Devices and machines taking part, and whether this
             process is the chief; a worker that is not writes its files to a temporary
@@ -147,6 +229,9 @@ class Trainer:
         synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         distribution: Distribution = ONE_DEVICE,
+        extra_clean: Sequence[np.ndarray] = (),
+        clean_only: bool = False,
+        precision: Precision = FLOAT32,
     ):
         settings.check()
         distribution.check_batch(settings.batch)
@@ -157,6 +242,9 @@ class Trainer:
         self.data_description = data_description
         self.val_names = list(val_names)
         self.synthesize = synthesize
+        self.extra_clean = list(extra_clean)
+        self.clean_only = clean_only
+        self.precision = precision
         self.on_progress = on_progress
         self.distribution = distribution
         self.arch = get_architecture(settings.arch)
@@ -195,7 +283,7 @@ class Trainer:
         for folder in (run_dir / "checkpoint", run_dir / "checkpoint.old"):
             if (folder / "state.json").is_file():
                 state = json.loads((folder / "state.json").read_text())
-                return TrainSettings(**state["settings"])
+                return TrainSettings.from_saved(state["settings"])
         return None
 
     def resume_hint(self) -> str:
@@ -243,7 +331,7 @@ class Trainer:
         s = self.settings
         dist = self.distribution
         with dist.scope():
-            model = build_model(s)
+            model = build_model(s, self.precision)
             # Built now, in the distribution's scope, so that its variables are placed with the
             # model's and a checkpoint's optimizer state is read back with the weights.
             model.optimizer.build(model.trainable_variables)
@@ -252,21 +340,35 @@ class Trainer:
         folder = self._find_checkpoint() if resume else None
         if resume and folder is None:
             raise InputError(f"{self.run_dir}: no checkpoint to resume from")
+        schedule = PlannedDecay.plan(s)
         if folder is not None:
             with dist.scope():
                 state = self._restore(model, folder)
+            # The schedule the run was planned with (older runs: rebuilt from their settings),
+            # continued from the current rate when --steps changed.
+            saved = state.get("schedule")
+            planned = PlannedDecay(**saved) if saved else PlannedDecay.plan(TrainSettings.from_saved(state["settings"]))
+            schedule = planned.extended(state["step"], s.steps)
+            model.optimizer.learning_rate = schedule
         elif run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         state["settings"] = dataclasses.asdict(s)
+        state["schedule"] = schedule.get_config()
+        state.setdefault("legs", []).append({"from_step": state["step"], "precision": self.precision.name,
+                                             "device": self.distribution.describe()})
         # Every worker must save at the same steps, so a multi-worker run saves on steps alone.
         timed_checkpoints = dist.workers == 1
         train_step = dist.make_train_step(model)
 
-        dataset = PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize)
+        dataset = PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize,
+                               rain_mix=1.0 if self.clean_only else s.rain_mix, extra_clean=self.extra_clean,
+                               augment=s.augment)
         start_step = state["step"]
         log_path = run_dir / "log.csv"
         new_log = not log_path.exists() or start_step == 0
+        if not new_log:
+            _widen_log(log_path)
         started = time.monotonic()
         wall_before = state["wall_seconds"]
         last_checkpoint = started
@@ -292,7 +394,8 @@ class Trainer:
                     row: dict[str, Any] = {"step": step, "loss": f"{loss:.6f}",
                                            "lr": f"{float(np.asarray(model.optimizer.learning_rate)):.3e}",
                                            "steps_per_second": f"{rate:.3f}",
-                                           "elapsed_seconds": f"{state['wall_seconds']:.1f}"}
+                                           "elapsed_seconds": f"{state['wall_seconds']:.1f}",
+                                           "precision": self.precision.name}
                     if step % s.val_every == 0 or step == s.steps:
                         val_psnr, val_ssim = self._validate(model, state, step, out, run_dir)
                         row.update(val_psnr=_fmt(val_psnr), val_ssim=_fmt(val_ssim))
@@ -354,6 +457,8 @@ class Trainer:
             "val_pairs": len(self.val_pairs),
             "val_files": self.val_names,
             "synthesized_rain": self.synthesize is not None,
+            "extra_clean": len(self.extra_clean),
+            "legs": state.get("legs", []),
             "step": state["step"],
             "training": dataclasses.asdict(s),
             "val_psnr": state["best_psnr"],
@@ -367,6 +472,19 @@ class Trainer:
         # Export an uncompiled copy: the optimizer state belongs in the checkpoint, not the model.
         out.parent.mkdir(parents=True, exist_ok=True)
         save_model(self._plain_copy(model), out, metadata)
+
+
+def _widen_log(path: Path) -> None:
+    """Rewrite a log.csv written before a column existed with today's columns (new ones empty)."""
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+        if reader.fieldnames == list(LOG_FIELDS):
+            return
+    with open(path, "w", newline="") as file:
+        log = csv.DictWriter(file, LOG_FIELDS)
+        log.writeheader()
+        log.writerows({key: row.get(key, "") for key in LOG_FIELDS} for row in rows)
 
 
 def _fmt(value: float | None) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
+from vidderain.nets.gated import build_gated_unet
 from vidderain.nets.paper import STRIDE as PAPER_STRIDE
 from vidderain.nets.paper import build_paper
 from vidderain.nets.unet import build_unet
@@ -35,6 +36,30 @@ ARCHITECTURES: dict[str, Architecture] = {
         stride=8,
         overlap=32,
         description="residual U-Net, widths 32/64/128/256, two 3x3 convolutions per scale",
+    ),
+    "unet": Architecture(
+        build=lambda: build_unet(name="unet"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net, widths 32/64/128/256, two 3x3 convolutions per scale",
+    ),
+    "unet-deep": Architecture(
+        build=lambda: build_unet((32, 64, 128), blocks=4, name="unet-deep"),
+        stride=4,
+        overlap=32,
+        description="residual U-Net, widths 32/64/128, four 3x3 convolutions per scale",
+    ),
+    "unet-wide": Architecture(
+        build=lambda: build_unet((48, 96, 192, 384), name="unet-wide"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net, widths 48/96/192/384, two 3x3 convolutions per scale",
+    ),
+    "gated": Architecture(
+        build=lambda: build_gated_unet(name="gated"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net of NAFNet-style gated blocks, widths 32/64/128/256",
     ),
     "paper": Architecture(
         build=lambda: build_paper(name="paper"),
@@ -72,7 +97,10 @@ def count_macs(model: keras.Model, size: int = 64) -> float:
     shapes = [out.shape for out in probe.compute_output_spec(keras.KerasTensor((1, size, size, model.inputs[0].shape[-1])))]
     total = 0.0
     for layer, out_shape in zip(model.layers[1:], shapes):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, channels, multiplier = layer.kernel.shape
+            total += out_shape[1] * out_shape[2] * kh * kw * channels * multiplier
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             kh, kw, a, b = layer.kernel.shape
             if isinstance(layer, keras.layers.Conv2DTranspose):
                 # Kernel is (kh, kw, out, in); each input pixel scatters kh*kw*in*out.

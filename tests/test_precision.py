@@ -1,0 +1,82 @@
+"""Precision: what `auto` chooses, and a bfloat16 network that stays close to float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidderain.errors import ParameterError
+from vidderain.metrics import psnr
+from vidderain.precision import FLOAT32, Precision, at_precision, cpu_bf16_flags, resolve_precision
+
+BF16 = Precision("bfloat16", "asked for")
+
+
+def cpuinfo(tmp_path, flags: str):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 {flags}\n\n"
+                    f"processor\t: 1\nflags\t\t: fpu sse2 avx2 {flags}\n")
+    return path
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("avx512f amx_bf16 amx_tile", "bfloat16"),
+    ("avx512f avx512_bf16", "bfloat16"),
+    ("avx512f avx512_vnni", "float32"),
+    ("", "float32"),
+])
+def test_auto_follows_the_cpus_bfloat16_flags(tmp_path, flags, expected):
+    assert resolve_precision("auto", cpuinfo(tmp_path, flags)).name == expected
+
+
+def test_auto_is_float32_where_the_cpu_cannot_be_read(tmp_path):
+    chosen = resolve_precision("auto", tmp_path / "no-such-file")
+    assert chosen.name == "float32" and "without" in chosen.reason
+
+
+def test_arm_features_line_is_read(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 sve\n")
+    assert cpu_bf16_flags(path) == frozenset()  # Arm's 'bf16' is not one of the flags auto trusts
+    path.write_text("processor\t: 0\nflags\t: avx512_bf16\n")
+    assert cpu_bf16_flags(path) == {"avx512_bf16"}
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16"])
+def test_an_explicit_precision_is_kept_whatever_the_cpu(tmp_path, name):
+    assert resolve_precision(name, cpuinfo(tmp_path, "")).name == name
+
+
+def test_an_unknown_precision_names_the_setting():
+    with pytest.raises(ParameterError, match="precision"):
+        resolve_precision("fp16")
+
+
+def test_float32_runs_the_model_itself(trained_model):
+    assert at_precision(trained_model.model, FLOAT32) is trained_model.model
+
+
+def test_bfloat16_copy_is_within_45_db_of_float32_on_a_drawn_image(trained_model, make_natural_image, make_rainy):
+    rainy = make_rainy(make_natural_image(96, 128, seed=4), seed=4)[None]
+    exact = np.asarray(trained_model.model.predict_on_batch(rainy))
+    copy = at_precision(trained_model.model, BF16)
+    fast = np.asarray(copy.predict_on_batch(rainy))
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)  # it really computed in bfloat16
+    assert psnr(fast[0], exact[0]) >= 45.0
+
+
+def test_bfloat16_copy_subtracts_the_rain_from_the_exact_input(trained_model):
+    # The residual subtraction runs in float32: where the network adds no rain estimate, a
+    # 16-bit level survives, which a bfloat16 subtraction (8 significant bits) would round away.
+    copy = at_precision(trained_model.model, BF16)
+    policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
+    subtract = [name for name in policies if name.endswith("_subtract")]
+    assert subtract and all(policies[name] == "float32" for name in subtract)
+    assert any(policy == "mixed_bfloat16" for policy in policies.values())
+
+
+def test_bfloat16_copy_has_the_same_weights(trained_model):
+    copy = at_precision(trained_model.model, BF16)
+    for a, b in zip(trained_model.model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)

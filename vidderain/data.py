@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 
@@ -16,7 +18,8 @@ from vidderain.pairs import Pair, find_folders, load_pair, pair_files
 from vidderain.pipeline import prefetch
 from vidderain.io.video import is_video_path
 from vidderain.pixels import split_rgb, to_float
-from vidderain.synth import RainSettings, add_rain, make_synthesizer
+from vidderain.synth import RainSettings, add_rain, add_rain_frames, make_synthesizer
+from vidderain.temporal import WindowSpec, WindowStacker
 
 def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, list]:
     """Split `items` into (train, validation) with `count` validation items chosen by `seed`.
@@ -141,6 +144,184 @@ class PatchBatches(keras.utils.PyDataset):
                 rainy_crop = self.synthesize(np.ascontiguousarray(clean_crop), rng)
             rainy_batch[b], clean_batch[b] = rainy_crop, clean_crop
         return rainy_batch, clean_batch
+
+
+@dataclass(frozen=True)
+class CameraMotion:
+    """Ranges of the camera motion drawn for each synthetic clip; per frame, relative to the scene.
+
+    Attributes:
+        still_probability: float. Chance of a camera that does not move (a tripod, CCTV).
+        speed: float. Largest pan in pixels per frame, in a random direction.
+        zoom: float. Largest change of scale per frame (0.01: 1 %).
+        rotation: float. Largest turn in degrees per frame.
+        shake: float. Hand-held jitter: standard deviation in pixels added to each frame's position.
+        object_probability: float. Chance of an object moving across the scene on its own,
+            which no camera motion explains (what alignment cannot undo).
+        object_speed: float. Largest speed of that object in pixels per frame.
+    """
+
+    still_probability: float = 0.25
+    speed: float = 6.0
+    zoom: float = 0.01
+    rotation: float = 0.5
+    shake: float = 0.7
+    object_probability: float = 0.35
+    object_speed: float = 8.0
+
+
+def synthesize_clip(
+    scene: np.ndarray,
+    rng: np.random.Generator,
+    frames: int,
+    size: int,
+    rain: RainSettings,
+    motion: CameraMotion = CameraMotion(),
+    sprite: np.ndarray | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A short rainy clip with its clean frames, filmed from `scene` by a moving camera.
+
+    The camera looks at a random `size` x `size` part of `scene` and moves smoothly
+    (pan, zoom, turn, a little shake); with `sprite`, an object crosses the view on its
+    own; rain falls afresh in every frame (`vidderain.synth.add_rain_frames`).
+
+    Args:
+        scene: float32 HxWx3 clean image in [0, 1].
+        rng: np.random.Generator. The only source of randomness.
+        frames: int. Frames in the clip.
+        size: int. Side of the square frames.
+        rain: RainSettings. The rain's ranges.
+        motion: CameraMotion. The camera's ranges. Defaults to CameraMotion().
+        sprite: float32 hxwx3 image or None. Pasted as an object moving on its own. Defaults to None.
+
+    Returns:
+        (rainy, clean): two lists of `frames` float32 size x size x 3 frames.
+    """
+    height, width = scene.shape[:2]
+    centre_frame = frames // 2
+    cx = rng.uniform(size / 2, max(width - size / 2, size / 2))
+    cy = rng.uniform(size / 2, max(height - size / 2, size / 2))
+    still = rng.random() < motion.still_probability
+    angle = rng.uniform(0, 2 * np.pi)
+    speed = 0.0 if still else rng.uniform(0, motion.speed)
+    zoom = 0.0 if still else rng.uniform(-motion.zoom, motion.zoom)
+    turn = 0.0 if still else rng.uniform(-motion.rotation, motion.rotation)
+    shake = 0.0 if still else rng.uniform(0, motion.shake)
+    jitter = rng.normal(0, 1, (frames, 2)) * shake
+    clean = []
+    for i in range(frames):
+        d = i - centre_frame
+        # Output pixel (size/2, size/2) looks at scene point (x, y) of this frame.
+        x = cx + d * speed * np.cos(angle) + jitter[i, 0]
+        y = cy + d * speed * np.sin(angle) + jitter[i, 1]
+        matrix = cv2.getRotationMatrix2D((size / 2, size / 2), d * turn, (1 + zoom) ** d)
+        matrix[:, 2] += (x - size / 2, y - size / 2)
+        clean.append(cv2.warpAffine(scene, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_REFLECT101))
+    if sprite is not None and rng.random() < motion.object_probability:
+        _paste_moving_object(clean, sprite, rng, motion.object_speed)
+    return add_rain_frames(clean, rng, rain), clean
+
+
+def _paste_moving_object(frames: list[np.ndarray], sprite: np.ndarray, rng: np.random.Generator, top_speed: float) -> None:
+    size = frames[0].shape[0]
+    side = int(rng.integers(size // 6, size // 2 + 1))
+    y0 = int(rng.integers(0, sprite.shape[0] - side + 1))
+    x0 = int(rng.integers(0, sprite.shape[1] - side + 1))
+    patch = sprite[y0 : y0 + side, x0 : x0 + side]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    r = ((yy - side / 2 + 0.5) ** 2 + (xx - side / 2 + 0.5) ** 2) / (side / 2) ** 2
+    mask = np.clip((1.0 - r) * 4.0, 0.0, 1.0)[:, :, None]  # a soft-edged disc
+    angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(1, top_speed)
+    start = rng.uniform(0, size - side, 2)
+    centre_frame = len(frames) // 2
+    for i, frame in enumerate(frames):
+        d = i - centre_frame
+        top = int(round(start[0] + d * speed * np.sin(angle)))
+        left = int(round(start[1] + d * speed * np.cos(angle)))
+        _blend_into(frame, patch, mask, top, left)
+
+
+def _blend_into(frame: np.ndarray, patch: np.ndarray, mask: np.ndarray, top: int, left: int) -> None:
+    height, width = frame.shape[:2]
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + patch.shape[0], height), min(left + patch.shape[1], width)
+    if y0 >= y1 or x0 >= x1:
+        return
+    region = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+    alpha = mask[region]
+    frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1 - alpha) + patch[region] * alpha
+
+
+CLIP_MARGIN = 16  # px around a training crop, so alignment at its border sees what moved in
+
+
+class ClipBatches(keras.utils.PyDataset):
+    """Batches of synthetic rainy clips for temporal models; batch `i` depends only on (seed, i).
+
+    Each item is a window of frames filmed from a clean image by a moving camera,
+    with fresh rain in every frame (`synthesize_clip`), stacked as the model wants it
+    (`vidderain.temporal`), and the clean centre frame as the target. A window of one
+    frame makes the single-frame control: the same data, without the neighbours.
+
+    Args:
+        scenes: sequence of float32 HxWx3 clean images.
+        batch: int. Windows per batch.
+        patch: int. Side of the square frames.
+        steps: int. Number of batches.
+        spec: WindowSpec. Frames per window and whether to align them.
+        rain: RainSettings. The rain's ranges.
+        seed: int. Seeds everything drawn. Defaults to 0.
+        motion: CameraMotion. The camera's ranges. Defaults to CameraMotion().
+    """
+
+    def __init__(self, scenes: Sequence[np.ndarray], batch: int, patch: int, steps: int, spec: WindowSpec,
+                 rain: RainSettings, seed: int = 0, motion: CameraMotion = CameraMotion(), **kwargs):
+        super().__init__(**kwargs)
+        if not scenes:
+            raise ValueError("ClipBatches needs at least one scene. Received: scenes=[]")
+        self.scenes, self.batch, self.patch, self.steps = list(scenes), batch, patch, steps
+        self.spec, self.rain, self.seed, self.motion = spec, rain, seed, motion
+        self._stackers = threading.local()  # DIS keeps state: one solver per thread
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _stacker(self) -> WindowStacker:
+        if not hasattr(self._stackers, "stacker"):
+            self._stackers.stacker = WindowStacker(self.spec)
+        return self._stackers.stacker
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, index])
+        stacker = self._stacker()
+        windows = np.empty((self.batch, self.patch, self.patch, 3 * self.spec.frames), np.float32)
+        targets = np.empty((self.batch, self.patch, self.patch, 3), np.float32)
+        side = self.patch + 2 * CLIP_MARGIN
+        crop = slice(CLIP_MARGIN, CLIP_MARGIN + self.patch)
+        for b in range(self.batch):
+            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            sprite = self.scenes[int(rng.integers(len(self.scenes)))]
+            if rng.integers(2):
+                scene = scene[:, ::-1]
+            rainy, clean = synthesize_clip(scene, rng, self.spec.frames, side, self.rain, self.motion, sprite)
+            window = stacker.stack([stacker.prepare(frame) for frame in rainy])
+            windows[b] = window[crop, crop]
+            targets[b] = clean[self.spec.radius][crop, crop]
+        return windows, targets
+
+
+def clip_validation(scenes: Sequence[np.ndarray], spec: WindowSpec, rain: RainSettings,
+                    seed: int = 0) -> list[Pair]:
+    """Fixed (window, clean centre) pairs of whole validation images, one synthetic clip each."""
+    stacker = WindowStacker(spec)
+    pairs = []
+    for i, scene in enumerate(scenes):
+        rng = np.random.default_rng([seed, 1_000_003, i])
+        side = min(scene.shape[:2]) // 8 * 8
+        rainy, clean = synthesize_clip(scene, rng, spec.frames, side, rain, sprite=scenes[(i + 1) % len(scenes)])
+        pairs.append((stacker.stack([stacker.prepare(frame) for frame in rainy]), clean[spec.radius]))
+    return pairs
 
 
 @dataclass(frozen=True)

@@ -169,8 +169,10 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     except Exception as exc:  # Keras raises many types for a damaged archive.
         raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
     channels = model.inputs[0].shape[-1]
-    if channels != 3:
-        raise ModelError(f"{path}: the model takes {channels} input channels; vidderain needs 3 (RGB)")
+    frames = int(checked.metadata.get("frames", 1))
+    if channels != 3 * frames:
+        wanted = "3 (RGB)" if frames == 1 else f"{3 * frames} ({frames} RGB frames, as its metadata says)"
+        raise ModelError(f"{path}: the model takes {channels} input channels; vidderain needs {wanted}")
     return LoadedModel(model=model, stride=checked.stride, overlap=checked.overlap, metadata=checked.metadata, path=path)
 
 

@@ -129,27 +129,26 @@ def resolve_precision(requested: str, cpuinfo: str | os.PathLike = "/proc/cpuinf
 
 
 def _float32_tail(model: "keras.Model") -> set[str]:
-    """Names of the layers that stay float32: weightless readers of the input and what follows them."""
+    """Names of the layers that stay float32.
+
+    Those that read the model's input directly and learn nothing (the residual
+    subtraction; a temporal model's fixed pick of its centre frame), and every
+    weightless layer after them (the clipping of the output).
+    """
+    import keras
+
     inputs = {id(t) for t in model.inputs}
     keep: set[str] = set()
     for layer in model.layers:
-        if isinstance(layer.input, list):
-            sources = layer.input
-        else:
-            sources = [layer.input]
-        weightless = not layer.weights
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        sources = layer.input if isinstance(layer.input, list) else [layer.input]
         reads_input = any(id(t) in inputs for t in sources)
-        follows_kept = any(getattr(t, "_keras_history", None) and t._keras_history.operation.name in keep
-                           for t in sources)
-        if weightless and (reads_input or follows_kept) and not isinstance(layer, _input_layer_type()):
+        follows_kept = any(t._keras_history.operation.name in keep for t in sources)
+        fixed = not layer.weights or not layer.trainable
+        if fixed and (reads_input or follows_kept):
             keep.add(layer.name)
     return keep
-
-
-def _input_layer_type():
-    import keras
-
-    return keras.layers.InputLayer
 
 
 def at_precision(model: "keras.Model", precision: Precision) -> "keras.Model":

@@ -240,18 +240,56 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, settings: RainSettings
     hazy = rng.random() < settings.haze_probability
     haze, light = rng.uniform(*settings.haze), rng.uniform(*settings.haze_light)
 
-    rain = np.zeros(clean.shape[:2], np.float32)
+    rain = _draw_streaks(clean.shape[:2], streak_layers, rng)
+    return _composite(clean, rain, screen, haze if hazy else 0.0, light)
+
+
+def add_rain_frames(cleans: list[np.ndarray], rng: np.random.Generator,
+                    settings: RainSettings = RainSettings()) -> list[np.ndarray]:
+    """Rain over consecutive video frames: one draw of the rain's look, fresh streaks in every frame.
+
+    The layers (angle, length, width, brightness, density, depth), the blend and the haze
+    are drawn once for the clip, as the weather of one scene; where the streaks fall is
+    drawn anew in every frame. At 25-60 frames/s a drop crosses much of the picture
+    between two frames, so the streaks of one frame do not predict the next's.
+
+    Args:
+        cleans: list of float32 HxWx3 frames in [0, 1], all of one size.
+        rng: np.random.Generator. The only source of randomness; it is advanced.
+        settings: RainSettings. Ranges to draw the rain from. Defaults to RainSettings().
+
+    Returns:
+        The rainy frames, float32 HxWx3 in [0, 1], in order.
+    """
+    settings.check()
+    streak_layers = sample_layers(settings, rng)
+    screen = rng.random() < settings.screen_probability
+    hazy = rng.random() < settings.haze_probability
+    haze, light = rng.uniform(*settings.haze), rng.uniform(*settings.haze_light)
+    rainy = []
+    for clean in cleans:
+        clean = clean.astype(np.float32, copy=False)
+        rain = _draw_streaks(clean.shape[:2], streak_layers, rng)
+        rainy.append(_composite(clean, rain, screen, haze if hazy else 0.0, light))
+    return rainy
+
+
+def _draw_streaks(shape: tuple[int, int], streak_layers: list[StreakLayer], rng: np.random.Generator) -> np.ndarray:
+    rain = np.zeros(shape, np.float32)
     for streaks in streak_layers:
         # Layers combine in screen mode, so crossing streaks brighten without exceeding 1;
         # written as r + l (1 - r) so that a pixel with no rain stays exactly 0.
-        layer = rain_layer(clean.shape[:2], streaks, rng)
+        layer = rain_layer(shape, streaks, rng)
         rain += layer * (1.0 - rain)
-    rain = rain[:, :, None]
+    return rain[:, :, None]
+
+
+def _composite(clean: np.ndarray, rain: np.ndarray, screen: bool, haze: float, light: float) -> np.ndarray:
     if screen:
         rainy = clean + rain * (1.0 - clean)
     else:
         rainy = clean + rain
-    if hazy:
+    if haze:
         rainy = rainy * np.float32(1.0 - haze) + np.float32(haze * light)
     return np.clip(rainy, 0.0, 1.0).astype(np.float32, copy=False)
 

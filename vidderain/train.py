@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from vidderain import __version__
-from vidderain.data import AUGMENTATIONS, PatchBatches
+from vidderain.data import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
 from vidderain.distribution import ONE_DEVICE, Distribution
 from vidderain.pairs import Pair
 from vidderain.engine import Engine, TileSettings
@@ -45,6 +45,7 @@ from vidderain.pixels import to_integer
 from vidderain.plots import plot_training_log
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.synth import RAIN_PRESETS
+from vidderain.temporal import WindowSpec
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,13 @@ class Trainer:
         self.on_progress = on_progress
         self.distribution = distribution
         self.arch = get_architecture(settings.arch)
+        if self.arch.clips:
+            # A temporal network (or its single-frame control) learns from clips filmed from
+            # the clean images; validation gets one fixed clip per validation image.
+            self.spec = WindowSpec(self.arch.frames, self.arch.align)
+            self.scenes = [clean for _, clean in self.train_pairs] + self.extra_clean
+            self.val_pairs = clip_validation([clean for _, clean in self.val_pairs], self.spec,
+                                             RAIN_PRESETS[settings.rain], seed=settings.seed)
 
     # Checkpoints -----------------------------------------------------------------
 
@@ -361,9 +369,7 @@ class Trainer:
         timed_checkpoints = dist.workers == 1
         train_step = dist.make_train_step(model)
 
-        dataset = PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize,
-                               rain_mix=1.0 if self.clean_only else s.rain_mix, extra_clean=self.extra_clean,
-                               augment=s.augment)
+        dataset = self._dataset()
         start_step = state["step"]
         log_path = run_dir / "log.csv"
         new_log = not log_path.exists() or start_step == 0
@@ -422,6 +428,14 @@ class Trainer:
             self._export(model, state, out)
         return state
 
+    def _dataset(self) -> keras.utils.PyDataset:
+        s = self.settings
+        if self.arch.clips:
+            return ClipBatches(self.scenes, s.batch, s.patch, s.steps, self.spec, RAIN_PRESETS[s.rain], seed=s.seed)
+        return PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize,
+                            rain_mix=1.0 if self.clean_only else s.rain_mix, extra_clean=self.extra_clean,
+                            augment=s.augment)
+
     def _plain_copy(self, model: keras.Model) -> keras.Model:
         """The network with `model`'s weights, on one device and without its optimizer."""
         plain = self.arch.build()
@@ -436,7 +450,8 @@ class Trainer:
         net = self._plain_copy(model) if self.distribution.distributed else model
         val_psnr, val_ssim, outputs = evaluate(net, self.arch.stride, self.val_pairs)
         rainy, clean = self.val_pairs[0]
-        grid = np.concatenate([rainy, outputs[0], clean], axis=1)
+        centre = 3 * (rainy.shape[2] // 6)  # a temporal window's centre frame
+        grid = np.concatenate([rainy[:, :, centre : centre + 3], outputs[0], clean], axis=1)
         write_image(run_dir / "samples.png", to_integer(grid))
         if state["best_psnr"] is None or val_psnr > state["best_psnr"]:
             state.update(best_psnr=val_psnr, best_ssim=val_ssim, best_step=step)
@@ -449,6 +464,8 @@ class Trainer:
             "arch": s.arch,
             "stride": self.arch.stride,
             "overlap": self.arch.overlap,
+            "frames": self.arch.frames,
+            "align": self.arch.align,
             "description": self.arch.description,
             "parameters": int(model.count_params()),
             "macs_per_pixel": count_macs(model),

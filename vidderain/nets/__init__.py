@@ -10,6 +10,7 @@ import keras
 from vidderain.nets.gated import build_gated_unet
 from vidderain.nets.paper import STRIDE as PAPER_STRIDE
 from vidderain.nets.paper import build_paper
+from vidderain.nets.temporal import build_temporal_unet
 from vidderain.nets.unet import build_unet
 
 
@@ -22,12 +23,20 @@ class Architecture:
         stride: int. Input sides must be multiples of this.
         overlap: int. Tile overlap (pixels) that hides tile seams, measured on trained weights.
         description: str. One line for `vidderain models`.
+        frames: int. Frames the network reads: 1, or a window of video frames (the centre and
+            (frames - 1) / 2 on each side, stacked on channels). Defaults to 1.
+        align: bool. The window's neighbours are warped onto the centre frame first. Defaults to False.
+        clips: bool. Trained on synthetic clips (moving camera, rain changing every frame)
+            made from the clean images, instead of on the pairs' own rain. Defaults to False.
     """
 
     build: Callable[[], keras.Model]
     stride: int
     overlap: int
     description: str
+    frames: int = 1
+    align: bool = False
+    clips: bool = False
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -60,6 +69,39 @@ ARCHITECTURES: dict[str, Architecture] = {
         stride=8,
         overlap=32,
         description="residual U-Net of NAFNet-style gated blocks, widths 32/64/128/256",
+    ),
+    "temporal": Architecture(
+        build=lambda: build_temporal_unet(5, name="temporal"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net over 5 video frames, neighbours aligned by optical flow",
+        frames=5,
+        align=True,
+        clips=True,
+    ),
+    "temporal-3": Architecture(
+        build=lambda: build_temporal_unet(3, name="temporal-3"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net over 3 video frames, neighbours aligned by optical flow",
+        frames=3,
+        align=True,
+        clips=True,
+    ),
+    "temporal-unaligned": Architecture(
+        build=lambda: build_temporal_unet(5, name="temporal-unaligned"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net over 5 video frames stacked as they are",
+        frames=5,
+        clips=True,
+    ),
+    "temporal-single": Architecture(
+        build=lambda: build_temporal_unet(1, name="temporal-single"),
+        stride=8,
+        overlap=32,
+        description="the temporal network's single-frame control: one frame, trained on the same clips",
+        clips=True,
     ),
     "paper": Architecture(
         build=lambda: build_paper(name="paper"),

@@ -1,0 +1,93 @@
+"""Temporal models: windows of frames, their alignment, synthetic clips, and the network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidderain.data import ClipBatches, CameraMotion, synthesize_clip
+from vidderain.engine import Engine, TileSettings
+from vidderain.metrics import psnr
+from vidderain.nets import ARCHITECTURES
+from vidderain.synth import RainSettings
+from vidderain.temporal import WindowSpec, WindowStacker, window_indices
+
+
+def test_window_indices_replicate_the_edges():
+    assert window_indices(0, 10, 2) == [0, 0, 0, 1, 2]
+    assert window_indices(5, 10, 2) == [3, 4, 5, 6, 7]
+    assert window_indices(9, 10, 2) == [7, 8, 9, 9, 9]
+    assert window_indices(0, 1, 1) == [0, 0, 0]
+
+
+def test_a_window_spec_must_be_odd():
+    with pytest.raises(ValueError, match="odd"):
+        WindowSpec(4, True)
+
+
+def test_unaligned_windows_stack_frames_in_time_order(make_natural_image):
+    frames = [make_natural_image(32, 40, seed=i) for i in range(3)]
+    stacker = WindowStacker(WindowSpec(3, align=False))
+    stacked = stacker.stack([stacker.prepare(f) for f in frames])
+    assert stacked.shape == (32, 40, 9) and stacked.dtype == np.float32
+    for i, frame in enumerate(frames):
+        np.testing.assert_array_equal(stacked[:, :, 3 * i : 3 * i + 3], frame)
+
+
+def test_alignment_puts_a_panned_neighbour_back_on_the_centre_frame(make_natural_image):
+    scene = make_natural_image(160, 220, seed=3)
+    centre, later = scene[20:140, 40:200], scene[20:140, 46:206]  # the camera panned 6 px
+    stacker = WindowStacker(WindowSpec(3, align=True))
+    prepared = [stacker.prepare(f) for f in (later, centre, later)]
+    stacked = stacker.stack(prepared)
+    inner = (slice(10, -10), slice(16, -16))  # away from the border the pan uncovers
+    unaligned = psnr(later[inner], centre[inner])
+    aligned = psnr(stacked[:, :, 0:3][inner], centre[inner])
+    assert aligned > unaligned + 10 and aligned > 30
+    np.testing.assert_array_equal(stacked[:, :, 3:6], centre)  # the centre frame itself is untouched
+
+
+def test_clip_rain_changes_every_frame_while_the_still_scene_stays(make_natural_image):
+    scene = make_natural_image(120, 120, seed=1)
+    still = CameraMotion(still_probability=1.0, object_probability=0.0)
+    rain = RainSettings(density=(0.004, 0.004), haze_probability=0.0)
+    rainy, clean = synthesize_clip(scene, np.random.default_rng(0), 5, 64, rain, still)
+    assert len(rainy) == len(clean) == 5
+    for frame in clean[1:]:
+        np.testing.assert_array_equal(frame, clean[0])
+    streaks = [r - c for r, c in zip(rainy, clean)]
+    assert all(s.max() > 0.1 for s in streaks)
+    assert not np.array_equal(streaks[0] > 0.05, streaks[1] > 0.05)  # fresh streaks, not the same ones
+
+
+def test_a_moving_camera_films_different_views(make_natural_image):
+    scene = make_natural_image(200, 200, seed=2)
+    moving = CameraMotion(still_probability=0.0, speed=6.0, object_probability=0.0)
+    _, clean = synthesize_clip(scene, np.random.default_rng(4), 3, 64, RainSettings(), moving)
+    assert not np.allclose(clean[0], clean[2])
+
+
+def test_clip_batches_are_windows_with_their_clean_centre(make_natural_image):
+    scenes = [make_natural_image(100, 120, seed=i) for i in range(3)]
+    batches = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, True), rain=RainSettings(), seed=2)
+    windows, targets = batches[1]
+    assert windows.shape == (3, 32, 32, 15) and targets.shape == (3, 32, 32, 3)
+    again = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, True), rain=RainSettings(), seed=2)
+    np.testing.assert_array_equal(again[1][0], windows)  # a pure function of (seed, index)
+
+
+def test_temporal_network_derains_the_centre_of_a_window_through_the_engine():
+    arch = ARCHITECTURES["temporal"]
+    model = arch.build()
+    assert model.inputs[0].shape[-1] == 15 and model.outputs[0].shape[-1] == 3
+    window = np.random.default_rng(0).random((40, 56, 15), dtype=np.float32)
+    out = Engine(model, arch.stride, TileSettings(tile=32, overlap=8)).process(window)
+    assert out.shape == (40, 56, 3) and 0 <= out.min() and out.max() <= 1
+
+
+def test_single_frame_control_is_the_same_network_on_one_frame():
+    control, temporal = ARCHITECTURES["temporal-single"].build(), ARCHITECTURES["temporal"].build()
+    assert control.inputs[0].shape[-1] == 3
+    # Only the first convolution reads more channels.
+    difference = temporal.count_params() - control.count_params()
+    assert difference == 12 * 3 * 3 * 32 + 12 * 3  # 12 more input channels into 32 filters, and the fixed centre pick

@@ -1,4 +1,13 @@
-"""Exceptions a user can cause and fix; the CLI prints their message as one line."""
+"""Exceptions a user can cause and fix, and the wording of the errors about paths.
+
+The CLI prints an error's message as one line. Library code speaks the library's
+language: a setting is named by its parameter (`patch`, `val_split`), and the CLI,
+which knows its flags, says `--patch` and `--val-split` instead (`SettingError.worded`).
+"""
+
+from __future__ import annotations
+
+import os
 
 
 class VidderainError(Exception):
@@ -31,11 +40,77 @@ class DiskFullError(VidderainError):
     """The destination ran out of space (or hit a file-size limit): the whole run stops.
 
     Every later write would fail the same way, so the run ends with this one error
-    instead of a failure per file; finished outputs are kept and a re-run continues.
+    instead of a failure per file; finished outputs are kept and a re-run skips them.
     """
+
+
+NAME = "{name}"  # where a SettingError's problem names the setting, if not at its start
+_NO_VALUE = object()
+
+
+class SettingError(InputError, ValueError):
+    """A setting whose value cannot work, named by the parameter that set it.
+
+    `str(error)` names the parameter ("patch must be a multiple of 8 for default.
+    Received: patch=30"); `worded(name)` gives the same message under another name,
+    such as the command line's flag ("--patch ... Received: --patch=30"). A ValueError
+    too, as a bad argument is.
+
+    Args:
+        parameter: str. The parameter's name in the library's API, e.g. "tile", "val_split".
+        problem: str. What is wrong, worded to follow the setting's name ("must be at
+            least 1"); or a sentence with `{name}` where the name goes.
+        value: object. The value received; left out when the setting was missing.
+        path: str, PathLike or None. The file or folder the setting was needed for,
+            put in front of the message. Defaults to None.
+    """
+
+    def __init__(self, parameter: str, problem: str, value: object = _NO_VALUE, *,
+                 path: str | os.PathLike | None = None):
+        self.parameter = parameter
+        self.problem = problem
+        self.value = value
+        self.path = path
+        super().__init__(self.worded(parameter))
+
+    def worded(self, name: str) -> str:
+        """The message with `name` where the setting is named."""
+        text = self.problem.replace(NAME, name) if NAME in self.problem else f"{name} {self.problem}"
+        if self.value is not _NO_VALUE:
+            text += f". Received: {name}={self.value!r}"
+        return text if self.path is None else f"{self.path}: {text}"
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when it has none."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+# The wording of path errors, one helper each. Each returns the message; the caller
+# raises the error type that fits (InputError, ModelError).
+
+
+def no_such(path: str | os.PathLike, kind: str = "file") -> str:
+    """`PATH: no such file` (or folder, model file ...)."""
+    return f"{path}: no such {kind}"
+
+
+def not_a_folder(path: str | os.PathLike, wanted: str = "a folder") -> str:
+    """`PATH: is a file, not a folder` (or the kind of folder `wanted`)."""
+    return f"{path}: is a file, not {wanted}"
+
+
+def not_a_file(path: str | os.PathLike, wanted: str = "a file") -> str:
+    """`PATH: is a folder, not a file` (or the kind of file `wanted`)."""
+    return f"{path}: is a folder, not {wanted}"
+
+
+def permission_denied(path: str | os.PathLike, consequence: str = "") -> str:
+    """`PATH: permission denied`, with what it prevents (`; the folder cannot be read`)."""
+    return f"{path}: permission denied" + (f"; {consequence}" if consequence else "")
+
+
+def choose_another_output(path: str | os.PathLike, reason: str) -> str:
+    """`PATH: REASON; choose another output path`, for an output that would harm an input."""
+    return f"{path}: {reason}; choose another output path"

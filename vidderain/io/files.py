@@ -1,4 +1,10 @@
-"""Safe file handling shared by the image and video writers."""
+"""Path rules and safe file handling, shared by the readers, the writers and the jobs.
+
+An input is checked before any work starts (it exists, is the kind of path wanted,
+can be read); an output may never be, or hold, its input; and every output is
+written under a temporary name and renamed when complete, so a file under its
+final name is always a finished one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,15 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from vidderain.errors import DiskFullError, InputError
+from vidderain.errors import (
+    DiskFullError,
+    InputError,
+    choose_another_output,
+    no_such,
+    not_a_file,
+    not_a_folder,
+    permission_denied,
+)
 
 PART_MARK = ".vidderain-part"
 # Bytes of the output's stem kept in a temporary name: with the mark, 8 hex digits and
@@ -111,3 +125,100 @@ def make_output_folder(folder: str | os.PathLike) -> None:
         if is_out_of_space(exc):
             raise DiskFullError(f"{folder}: cannot be created, the disk is full ({exc.strerror or exc})") from None
         raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+
+
+def write_error(path: str | os.PathLike, reason: str, out_of_space: bool) -> InputError | DiskFullError:
+    """The error for an output that could not be written, `PATH: cannot be written (REASON)`.
+
+    A full destination is a DiskFullError, which ends the whole run (every later
+    write would fail the same way); anything else fails this one output.
+    """
+    if out_of_space:
+        return DiskFullError(f"{path}: cannot be written, the disk is full ({reason})")
+    return InputError(f"{path}: cannot be written ({reason})")
+
+
+def check_readable_file(path: str | os.PathLike, wanted: str = "a file") -> Path:
+    """Return `path` if it is a file this process can read.
+
+    Args:
+        path: str or PathLike. The input.
+        wanted: str. What the input should be, for the message: "a video", "an image". Defaults to "a file".
+
+    Raises:
+        InputError: it is missing, a folder, or unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(no_such(path))
+    if path.is_dir():
+        raise InputError(not_a_file(path, wanted))
+    if not os.access(path, os.R_OK):
+        raise InputError(permission_denied(path))
+    return path
+
+
+def check_readable_folder(path: str | os.PathLike, wanted: str = "a folder") -> Path:
+    """Return `path` if it is a folder whose files this process can list and read.
+
+    Args:
+        path: str or PathLike. The input folder.
+        wanted: str. What the folder should be, for the message: "a folder of frames". Defaults to "a folder".
+
+    Raises:
+        InputError: it is missing, a file, or cannot be listed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(no_such(path, "folder"))
+    if not path.is_dir():
+        raise InputError(not_a_folder(path, wanted))
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(permission_denied(path, "the folder cannot be read"))
+    return path
+
+
+def check_output_location(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Refuse a destination that would overwrite or be read back as the source.
+
+    Raises:
+        InputError: `destination` is `source`, or `source` lies inside `destination`.
+    """
+    src, dst = Path(source).resolve(), Path(destination).resolve()
+    if src == dst or _same_file(source, destination):
+        raise InputError(choose_another_output(destination, "the output is the input"))
+    if src.is_dir() and dst in src.parents:
+        raise InputError(choose_another_output(destination, "the output folder contains the input folder"))
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuse an output folder that is a file or lies in a folder that cannot be written to.
+
+    Raises:
+        InputError: `folder`, or the nearest part of its path that exists, is a file or
+            is not writable.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(not_a_folder(existing, "a folder for the results"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(permission_denied(existing, "the results cannot be written there"))
+
+
+def is_finished(destination: str | os.PathLike) -> bool:
+    """Whether the output `destination` is already done, so that a run skips it unless told to redo it.
+
+    Outputs appear under their final name only when complete (`atomic_output`), so an
+    existing file is a finished one.
+    """
+    return Path(destination).exists()
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False  # one of them does not exist (yet)

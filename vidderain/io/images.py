@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidderain.errors import DiskFullError, InputError
-from vidderain.io.files import atomic_output, is_out_of_space
+from vidderain.errors import InputError, no_such, not_a_file, permission_denied
+from vidderain.io.files import atomic_output, is_out_of_space, write_error
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 _JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -45,11 +45,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not an image") from None
+        raise InputError(not_a_file(path, "an image")) from None
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(no_such(path)) from None
     except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+        raise InputError(permission_denied(path)) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
@@ -102,9 +102,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         with atomic_output(path) as tmp, open(tmp, "wb") as file:
             file.write(memoryview(encoded))
     except OSError as exc:
-        if is_out_of_space(exc):
-            raise DiskFullError(f"{path}: cannot be written, the disk is full ({exc.strerror or exc})") from None
-        raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+        raise write_error(path, exc.strerror or str(exc), is_out_of_space(exc)) from None
 
 
 def _from_opencv(image: np.ndarray) -> np.ndarray:

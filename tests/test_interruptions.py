@@ -337,7 +337,8 @@ def stop_in_engine_after(frames: int, run_number: int, exc: BaseException):
 def _points():
     import keras
 
-    from vidderain.io import files, video
+    from vidderain.io import files
+    from vidderain.io.video import ffmpeg, reader, writer
     from vidderain.pipeline import BackgroundWorker
 
     return {
@@ -345,13 +346,13 @@ def _points():
         "network, second photo": lambda: stop_in_engine_after(2, 1, KeyboardInterrupt()),
         "queueing a photo's write": lambda: (BackgroundWorker, "submit",
                                              raise_on_call(2, KeyboardInterrupt(), BackgroundWorker.submit)),
-        "video probe": lambda: (video, "probe_video", raise_on_call(1, KeyboardInterrupt(), video.probe_video)),
-        "encoder start": lambda: (video.VideoWriter, "_send",
-                                  raise_on_call(1, KeyboardInterrupt(), video.VideoWriter._send)),
+        "video probe": lambda: (reader, "probe_video", raise_on_call(1, KeyboardInterrupt(), reader.probe_video)),
+        "encoder start": lambda: (writer.VideoWriter, "_send",
+                                  raise_on_call(1, KeyboardInterrupt(), writer.VideoWriter._send)),
         "network, mid-video": lambda: stop_in_engine_after(5, 2, KeyboardInterrupt()),
         "mid-video, SIGTERM": lambda: stop_in_engine_after(5, 2, Terminated(signal.SIGTERM)),
-        "video finalising": lambda: (video._FfmpegProcess, "wait", raise_on_call(
-            1, Terminated(signal.SIGTERM), video._FfmpegProcess.wait, only=lambda self: self.stdin is not None)),
+        "video finalising": lambda: (ffmpeg.FfmpegProcess, "wait", raise_on_call(
+            1, Terminated(signal.SIGTERM), ffmpeg.FfmpegProcess.wait, only=lambda self: self.stdin is not None)),
         "video rename": lambda: (files.os, "replace", raise_on_call(
             1, KeyboardInterrupt(), os.replace, only=lambda src, dst: str(dst).endswith(".mp4"))),
     }

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from vidderain.cli import app
 from vidderain.io import files
 from vidderain.io.images import read_image, write_image
-from vidderain.io.video import _mkv_header, ffmpeg_exe, probe_video
+from vidderain.io.video import ffmpeg_exe, probe_video
+from vidderain.io.video.mkv import mkv_header
 from vidderain.pixels import to_integer
 
 runner = CliRunner()
@@ -161,7 +162,7 @@ def test_video_with_zero_frames_is_one_line(tmp_path, trained_model_path, kind):
     if kind == "mp4 cut to zero frames":
         make_clip(tmp_path / "empty.mp4", "-frames:v", "0")
     else:
-        (tmp_path / "empty.mkv").write_bytes(_mkv_header(64, 48, 40_000_000))  # a video track, no frame
+        (tmp_path / "empty.mkv").write_bytes(mkv_header(64, 48, 40_000_000))  # a video track, no frame
     source = next(tmp_path.glob("empty.*"))
     result = invoke("video", source, tmp_path / "out.mp4", "--model", trained_model_path)
     assert_one_line_error(result, f"{source.name}: ")

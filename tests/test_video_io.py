@@ -18,6 +18,7 @@ import pytest
 from vidderain.errors import InputError
 from vidderain.io.files import PART_MARK
 from vidderain.io.video import (
+    Clip,
     EncoderSettings,
     VideoReader,
     VideoWriter,
@@ -44,9 +45,9 @@ def round_trip(source: Path, out: Path, settings: EncoderSettings = EncoderSetti
     """Copy `source` to `out` frame by frame; return (input frames, reader, writer)."""
     frames = []
     with VideoReader(source, **reader_options) as reader, VideoWriter.matching(out, reader, settings) as writer:
-        for frame in reader:
+        for frame, time in reader.timed():
             frames.append(frame)
-            writer.write(frame)
+            writer.write(frame, time)
     return frames, reader, writer
 
 
@@ -492,14 +493,14 @@ def test_no_frames_written_is_an_error_and_leaves_nothing(tmp_path):
 
 def test_writing_over_the_source_is_refused(clips):
     info = probe_video(clips["silent"])
-    with pytest.raises(InputError, match="is the input video"):
-        VideoWriter(clips["silent"], 64, 48, info.fps, source=info)
+    with pytest.raises(InputError, match="the output is the input"):
+        VideoWriter(clips["silent"], 64, 48, info.fps, source=Clip(info))
     assert not any(PART_MARK in p.name for p in clips["silent"].parent.iterdir())
 
 
 def test_webm_refuses_h264(tmp_path):
     with pytest.raises(InputError, match="WebM"):
-        VideoWriter(tmp_path / "out.webm", 32, 16, 25)
+        VideoWriter(tmp_path / "out.webm", 32, 16, 25, settings=EncoderSettings(codec="libx264"))
 
 
 def test_unknown_output_suffix_is_refused(tmp_path):

@@ -207,12 +207,12 @@ def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
     """
     stride = loaded.stride
     with VideoReader(source) as reader, VideoWriter.matching(destination, reader) as writer:
-        for frame in reader:
+        for frame, time in reader.timed():
             rgb = to_float(frame)
             height, width = rgb.shape[:2]
             padded = pad_frame(rgb, math.ceil(height / stride) * stride, math.ceil(width / stride) * stride)
             derained = loaded.model.predict_on_batch(padded[None])[0, :height, :width]
-            writer.write(to_integer(derained))
+            writer.write(to_integer(derained), time)
         return writer.frames_written
 
 

@@ -26,14 +26,18 @@ from vidderain.io.files import make_output_folder
 from vidderain.io.images import read_image
 from vidderain.io.video import (
     VIDEO_SUFFIXES,
+    Clip,
     EncoderSettings,
+    TimedFrame,
     VideoReader,
     VideoWriter,
+    encoder_for,
     is_video_path,
     read_frame_folder,
+    read_frames,
 )
 from vidderain.pipeline import BackgroundWorker, prefetch
-from vidderain.pixels import split_rgb, to_float, to_integer
+from vidderain.pixels import to_float, to_integer
 
 SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and back
 
@@ -66,29 +70,9 @@ class VideoOptions:
             raise InputError(f"--fps must be positive. Received: {self.fps}")
 
 
-def encoder_for(path: Path, encoder: EncoderSettings | None) -> EncoderSettings:
-    """The encoder to use for `path`: the given one, or the container's sane default."""
-    if encoder is not None:
-        return encoder
-    if path.suffix.lower() == ".webm":
-        return EncoderSettings(codec="libvpx-vp9", crf=32, preset=None)
-    return EncoderSettings()
-
-
 def split_position(index: int, fps: Fraction) -> float:
     """Where the moving split line of `--compare split` stands in frame `index` (fraction of the width)."""
     return 0.5 + 0.4 * math.sin(2 * math.pi * index / (float(fps) * SPLIT_PERIOD_SECONDS))
-
-
-def _frame_folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
-    first_shape = None
-    for path in paths:
-        rgb, _, _ = split_rgb(read_image(path))
-        if first_shape is None:
-            first_shape = rgb.shape
-        elif rgb.shape != first_shape:
-            raise InputError(f"{path}: is {rgb.shape[1]}x{rgb.shape[0]}, the first frame {first_shape[1]}x{first_shape[0]}")
-        yield to_integer(rgb)  # video frames are 8-bit RGB
 
 
 def check_video_job(source: Path, destination: Path, options: VideoOptions = VideoOptions()) -> None:
@@ -139,51 +123,33 @@ def derain_video(
         DiskFullError: the destination filled up; nothing is left under its name.
     """
     check_video_job(source, destination, options)
-    encoder = encoder_for(destination, options.encoder)
-    if source.is_dir():
-        paths = read_frame_folder(source)
-        first = read_image(paths[0])
-        height, width = first.shape[:2]
-        frames: Iterator[np.ndarray] = _frame_folder_frames(paths)
-        total: int | None = len(paths)
-        writer_args = dict(fps=options.fps, settings=encoder)
-        reader = None
-    else:
-        reader = VideoReader(source, start=options.start, duration=options.duration)
-        width, height = reader.width, reader.height
-        frames = iter(reader)
-        total = _expected_frames(reader)
-        writer_args = dict(fps=reader.info.fps, settings=encoder, source=reader.info, start=reader.start,
-                           duration=reader.duration, timestamps=reader.timestamps,
-                           sample_aspect_ratio=reader.info.display_sample_aspect_ratio)
-    out_width = width * 2 if options.compare == "side" else width
-    fps = writer_args["fps"]
-    inputs: dict[int, np.ndarray] = {}
+    encoder = options.encoder if options.encoder is not None else encoder_for(destination)
+    video, reader = _open_source(source, options)
+    out_width = video.width * 2 if options.compare == "side" else video.width
     try:
         make_output_folder(destination.parent)
-        with VideoWriter(destination, out_width, height, **writer_args) as writer:
+        with VideoWriter(destination, out_width, video.height, video.fps, settings=encoder, source=video.clip,
+                         sample_aspect_ratio=video.sample_aspect_ratio) as writer:
 
-            def decoded() -> Iterator[tuple[int, np.ndarray]]:
-                for index, frame in enumerate(frames):
-                    if options.compare:
-                        inputs[index] = frame
-                    yield index, to_float(frame)
+            def decoded() -> Iterator[tuple[_Frame, np.ndarray]]:
+                for index, (frame, time) in enumerate(video.frames):
+                    yield _Frame(index, time, frame if options.compare else None), to_float(frame)
 
-            def encode(index: int, derained: np.ndarray) -> None:
+            def encode(key: _Frame, derained: np.ndarray) -> None:
                 result = to_integer(derained)
-                frame = compose(inputs.pop(index), result, options.compare, split_position(index, fps)) \
-                    if options.compare else result
-                writer.write(frame)
+                if options.compare:
+                    result = compose(key.original, result, options.compare, split_position(key.index, video.fps))
+                writer.write(result, key.time)
 
             done = 0
             # A full disk (DiskFullError) is raised as it is, to end a folder job as well.
             with BackgroundWorker(depth=4, name="encode-video", fatal=(DiskFullError,)) as encoder_thread:
-                for index, derained in engine.run(prefetch(decoded(), depth=4, name="decode-video")):
-                    encoder_thread.submit(index, encode, index, derained)
+                for key, derained in engine.run(prefetch(decoded(), depth=4, name="decode-video")):
+                    encoder_thread.submit(key.index, encode, key, derained)
                     _raise_first(encoder_thread.completed())
                     done += 1
                     if on_progress:
-                        on_progress(done, total)
+                        on_progress(done, video.total)
                 _raise_first(encoder_thread.finish())
             notes = list(writer.notes)
         if reader is not None and reader.damage:
@@ -193,6 +159,53 @@ def derain_video(
     finally:
         if reader is not None:
             reader.close()
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """The frames a video job derains, and what its output keeps of where they came from.
+
+    Attributes:
+        frames: iterator of TimedFrame. RGB uint8 frames, each with its time in seconds.
+        width: int. Frame width in pixels.
+        height: int. Frame height in pixels.
+        fps: Fraction. Nominal frame rate.
+        total: int or None. Frames to expect, for progress; None when unknown.
+        clip: Clip or None. The stretch of a video file whose audio, subtitles, colour
+            tags and metadata the output keeps; None for a folder of frames.
+        sample_aspect_ratio: Fraction. Pixel shape of the frames.
+    """
+
+    frames: Iterator[TimedFrame]
+    width: int
+    height: int
+    fps: Fraction
+    total: int | None
+    clip: Clip | None
+    sample_aspect_ratio: Fraction = Fraction(1)
+
+
+@dataclass(frozen=True, eq=False)
+class _Frame:
+    """What travels with a frame through the engine to the encoder thread (the engine's key)."""
+
+    index: int
+    time: Fraction  # presentation time in seconds, handed to the writer with the frame
+    original: np.ndarray | None  # the input frame, kept for --compare
+
+
+def _open_source(source: Path, options: VideoOptions) -> tuple[VideoSource, VideoReader | None]:
+    """The frames of a video file (and its open reader, to close), or of a folder of frames (and None)."""
+    if source.is_dir():
+        paths = read_frame_folder(source)
+        height, width = read_image(paths[0]).shape[:2]
+        fps = options.fps
+        frames = (TimedFrame(frame, index / fps) for index, frame in enumerate(read_frames(paths)))
+        return VideoSource(frames, width, height, fps, total=len(paths), clip=None), None
+    reader = VideoReader(source, start=options.start, duration=options.duration)
+    video = VideoSource(reader.timed(), reader.width, reader.height, reader.info.fps, total=_expected_frames(reader),
+                        clip=reader.clip, sample_aspect_ratio=reader.info.display_sample_aspect_ratio)
+    return video, reader
 
 
 def _raise_first(outcomes: list[tuple]) -> None:

@@ -1,0 +1,322 @@
+"""Encoder settings for an output video, and the one function that picks their defaults.
+
+`encoder_for` decides codec, CRF, preset and pixel format for an output path from
+what the user chose; `EncoderSettings.check` asks this ffmpeg whether it can use
+them; `encoder_args` turns them, with the source's colour tags, into ffmpeg's
+arguments. The container follows the output's suffix (`VIDEO_FORMATS`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+from vidderain.errors import InputError, SettingError
+from vidderain.io.video.ffmpeg import ffmpeg_exe, run_ffmpeg
+from vidderain.io.video.probe import VideoInfo
+
+# Output suffix -> ffmpeg muxer.
+VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+VIDEO_SUFFIXES = frozenset(VIDEO_FORMATS)
+
+_CONTAINER_CODECS = {"webm": "libvpx-vp9"}  # containers whose default encoder is not libx264
+_CODEC_CRF = {"libvpx": 32, "libvpx-vp9": 32}  # encoders whose default CRF is not 18
+_X26X = frozenset({"libx264", "libx264rgb", "libx265"})
+_WEBM_VIDEO_CODECS = frozenset({"vp8", "vp9", "av1"})
+_X26X_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+)
+# Encoders that store odd frame sizes with subsampled chroma (they round the chroma planes up).
+_ODD_SIZE_SUBSAMPLED_OK = frozenset({"libaom-av1", "libsvtav1", "librav1e", "libvpx", "libvpx-vp9"})
+# libvpx only runs in constant-quality mode with a zero target bitrate.
+_NEEDS_ZERO_BITRATE_FOR_CRF = frozenset({"libvpx", "libvpx-vp9"})
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How the video stream of an output file is encoded.
+
+    Attributes:
+        codec: str. ffmpeg encoder name: "libx264", "libx265", "libsvtav1",
+            "libaom-av1", "libvpx-vp9", ... Defaults to "libx264" (plays everywhere).
+        crf: int or None. Constant rate factor: lower is better, 0 is lossless for
+            libx264/libx265 (with `pix_fmt` "yuv444p" the colour round trip then
+            costs at most 2 levels). Ignored by encoders without a crf. None: the
+            encoder's default. Defaults to 18 (visually lossless for H.264).
+        preset: str or None. Speed/size trade-off for encoders that have one:
+            "ultrafast" ... "placebo" for x264/x265, "0" ... "13" for SVT-AV1. None: the
+            encoder's default. Defaults to "medium".
+        pix_fmt: str. Stored pixel format. Defaults to "yuv420p", the one every player
+            decodes. A frame with an odd side cannot be stored in 4:2:0 by most
+            encoders; `for_frame_size` then switches to the 4:4:4 variant.
+    """
+
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = "medium"
+    pix_fmt: str = "yuv420p"
+
+    def check(self) -> None:
+        """Raise SettingError naming the first setting this ffmpeg cannot use."""
+        if not isinstance(self.codec, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.codec):
+            raise SettingError("codec", "must be an ffmpeg encoder name", self.codec)
+        encoder = _encoders().get(self.codec)
+        if encoder is None or encoder[0] != "V":
+            raise SettingError("codec", "must name a video encoder of this ffmpeg (see `ffmpeg -encoders`)", self.codec)
+        if self.crf is not None:
+            if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 63:
+                raise SettingError("crf", "must be an integer from 0 to 63", self.crf)
+            if self.codec in _X26X and self.crf > 51:
+                raise SettingError("crf", f"must be from 0 to 51 for {self.codec}", self.crf)
+        if self.preset is not None:
+            if not isinstance(self.preset, str) or not re.fullmatch(r"-?[A-Za-z0-9_]+", self.preset):
+                raise SettingError("preset", "must be a name or number", self.preset)
+            if self.codec in _X26X and self.preset not in _X26X_PRESETS:
+                raise SettingError("preset", f"must be one of {', '.join(_X26X_PRESETS)} for {self.codec}", self.preset)
+            if self.codec == "libsvtav1" and not re.fullmatch(r"-?\d+", self.preset):
+                raise SettingError("preset", "must be a number from -1 to 13 for libsvtav1", self.preset)
+        if not isinstance(self.pix_fmt, str) or self.pix_fmt not in _pixel_formats():
+            raise SettingError("pix_fmt", "must be a pixel format of this ffmpeg (see `ffmpeg -pix_fmts`)", self.pix_fmt)
+        supported = _encoder_help(self.codec).pix_fmts
+        if supported and self.pix_fmt not in supported:
+            raise SettingError("pix_fmt", f"must be one that {self.codec} stores: {', '.join(supported)}", self.pix_fmt)
+
+    def for_frame_size(self, width: int, height: int) -> tuple[EncoderSettings, list[str]]:
+        """Return settings that can store `width` x `height` frames at their exact size.
+
+        4:2:0 and 4:2:2 halve the chroma planes, so H.264, H.265 and most other
+        encoders refuse odd sides; padding would change the displayed size and
+        cropping or scaling would lose pixels. Those encoders switch to 4:4:4 (H.264
+        High 4:4:4, which desktop players decode, unlike some browsers and phones);
+        AV1 and VP9 encoders keep 4:2:0, as they store odd sizes themselves.
+
+        Args:
+            width: int. Frame width in pixels.
+            height: int. Frame height in pixels.
+
+        Returns:
+            The settings to use and notes (one line each) on what was changed and why.
+
+        Raises:
+            InputError: the encoder has no pixel format that keeps this size.
+        """
+        halves_width, halves_height = _chroma_subsampling(self.pix_fmt)
+        odd = (halves_width and width % 2) or (halves_height and height % 2)
+        if not odd or self.codec in _ODD_SIZE_SUBSAMPLED_OK:
+            return self, []
+        full = _full_chroma_variant(self.pix_fmt)
+        supported = _encoder_help(self.codec).pix_fmts
+        if supported and full not in supported:
+            raise InputError(
+                f"{self.codec} cannot store {width}x{height} frames: odd sizes need full chroma "
+                f"({full}), which it lacks; use libx264, libsvtav1 or libvpx-vp9"
+            )
+        note = f"pix_fmt {self.pix_fmt} -> {full}: {width}x{height} has an odd side, which {self.pix_fmt} cannot store"
+        return replace(self, pix_fmt=full), [note]
+
+
+def _chroma_subsampling(pix_fmt: str) -> tuple[bool, bool]:
+    """Whether `pix_fmt` halves the chroma width and height."""
+    if pix_fmt.startswith(("nv12", "nv21", "p010", "p012", "p016")):
+        return True, True
+    # J:a:b notation: a < 4 thins chroma across, b = 0 thins it down too (4:2:0, 4:4:0, 4:1:0).
+    match = re.search(r"4([0-4])([0-4])", pix_fmt)
+    if not match:
+        return False, False
+    return match[1] != "4", match[2] == "0"
+
+
+def _full_chroma_variant(pix_fmt: str) -> str:
+    if pix_fmt.startswith(("nv12", "nv21")):
+        return "yuv444p"
+    if pix_fmt.startswith(("p010", "p012", "p016")):
+        return "yuv444p" + pix_fmt[1:3] + "le"
+    return re.sub(r"4[0-4][0-4]", "444", pix_fmt, count=1)
+
+
+@dataclass(frozen=True)
+class _EncoderHelp:
+    pix_fmts: tuple[str, ...]
+    options: frozenset[str]
+
+
+@functools.lru_cache(maxsize=None)
+def _encoders() -> dict[str, tuple[str, str]]:
+    """Encoder name -> (kind letter "V"/"A"/"S", codec id) for this ffmpeg build."""
+    text = run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-encoders"]).stdout
+    encoders = {}
+    for line in text.split("------", 1)[-1].splitlines():
+        fields = line.split(None, 2)
+        if len(fields) >= 2 and len(fields[0]) == 6:
+            codec = re.search(r"\(codec (\S+)\)", line)
+            encoders[fields[1]] = (fields[0][0], codec[1] if codec else fields[1])
+    return encoders
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_help(codec: str) -> _EncoderHelp:
+    text = run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-h", f"encoder={codec}"]).stdout
+    formats = re.search(r"Supported pixel formats: (.*)", text)
+    options = frozenset(re.findall(r"^\s+-(\w+)\s", text, re.MULTILINE))
+    return _EncoderHelp(tuple(formats[1].split()) if formats else (), options)
+
+
+@functools.lru_cache(maxsize=1)
+def _pixel_formats() -> frozenset[str]:
+    text = run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-pix_fmts"]).stdout
+    return frozenset(m[1] for line in text.split("-----", 1)[-1].splitlines() if (m := re.match(r"\S{5} (\S+)", line)))
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """The encoder settings a user asked for; each None is left to `encoder_for`.
+
+    Attributes:
+        codec: str or None. An ffmpeg video encoder. Defaults to None.
+        crf: int or None. Constant rate factor. Defaults to None.
+        preset: str or None. Speed/size preset. Defaults to None.
+        pix_fmt: str or None. Stored pixel format. Defaults to None.
+    """
+
+    codec: str | None = None
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+
+
+def encoder_for(path: str | os.PathLike, choice: EncoderChoice = EncoderChoice()) -> EncoderSettings:
+    """The encoder settings for an output at `path`: what `choice` gives, defaults for the rest.
+
+    The one place that picks encoder defaults. The codec is the container's (libvpx-vp9
+    for WebM, which holds no H.264; libx264 elsewhere); the CRF is 18, or 32 for
+    libvpx's VP8 and VP9, whose scale differs; the preset is "medium" for x264 and
+    x265 and the encoder's own default for encoders with other presets or none; the
+    pixel format is yuv420p. Settings the user gave are kept as given, so a `.webm`
+    output with only a CRF chosen is VP9 at that CRF.
+
+    Args:
+        path: str or PathLike. The output file; its suffix names the container.
+        choice: EncoderChoice. What the user chose. Defaults to EncoderChoice() (nothing).
+
+    Returns:
+        The settings, not yet checked against this ffmpeg (`EncoderSettings.check`).
+    """
+    container = VIDEO_FORMATS.get(Path(path).suffix.lower())
+    codec = choice.codec if choice.codec is not None else _CONTAINER_CODECS.get(container, EncoderSettings.codec)
+    default_crf = _CODEC_CRF.get(codec, EncoderSettings.crf)
+    default_preset = EncoderSettings.preset if codec in _X26X else None
+    return EncoderSettings(
+        codec=codec,
+        crf=default_crf if choice.crf is None else choice.crf,
+        preset=default_preset if choice.preset is None else choice.preset,
+        pix_fmt=EncoderSettings.pix_fmt if choice.pix_fmt is None else choice.pix_fmt,
+    )
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """Return True if `path` has the suffix of a container vidderain writes."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def container_for(path: str | os.PathLike) -> str:
+    """The ffmpeg muxer for an output path, from its suffix.
+
+    Raises:
+        InputError: vidderain writes no container with that suffix.
+    """
+    path = Path(path)
+    fmt = VIDEO_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        choices = ", ".join(sorted(VIDEO_SUFFIXES))
+        raise InputError(f"{path}: unknown video format {path.suffix!r}; use one of {choices}")
+    return fmt
+
+
+def check_container_codec(path: str | os.PathLike, codec: str) -> None:
+    """Refuse an encoder whose video the container of `path` cannot hold.
+
+    Raises:
+        SettingError: WebM with an encoder of anything but VP8, VP9 or AV1.
+    """
+    if container_for(path) == "webm" and _encoders()[codec][1] not in _WEBM_VIDEO_CODECS:
+        raise SettingError("codec", "must be a VP8, VP9 or AV1 encoder, such as libvpx-vp9 or libsvtav1, "
+                           "as WebM holds no other video", codec, path=path)
+
+
+def encoder_args(
+    settings: EncoderSettings, source: VideoInfo | None, sample_aspect_ratio: Fraction, tick: Fraction
+) -> tuple[list[str], list[str]]:
+    """ffmpeg's arguments for encoding the video stream, and notes on settings the encoder ignores.
+
+    Args:
+        settings: EncoderSettings. Checked, and fitted to the frame size.
+        source: VideoInfo or None. The video whose colour tags are kept.
+        sample_aspect_ratio: Fraction. Pixel shape of the frames.
+        tick: Fraction. The output's clock unit in seconds, fine enough for every frame time.
+    """
+    options = _encoder_help(settings.codec).options
+    args, notes = ["-c:v", settings.codec, "-pix_fmt", settings.pix_fmt], []
+    if settings.crf is not None:
+        if "crf" in options:
+            args += ["-crf", str(settings.crf)]
+            if settings.codec in _NEEDS_ZERO_BITRATE_FOR_CRF:
+                args += ["-b:v", "0"]
+        else:
+            notes.append(f"crf {settings.crf} ignored: {settings.codec} has no crf option")
+    if settings.preset is not None:
+        if "preset" in options:
+            args += ["-preset", settings.preset]
+        else:
+            notes.append(f"preset {settings.preset!r} ignored: {settings.codec} has no preset option")
+    args += _color_args(source, settings.pix_fmt)
+    filters = _color_filters(source)
+    if sample_aspect_ratio != 1:
+        sar = sample_aspect_ratio
+        filters.append(f"setsar=r={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator)}")
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    # Keep the frames' own times (no rate conversion) on a clock fine enough to hold them exactly.
+    args += ["-fps_mode", "passthrough", "-enc_time_base", f"1/{tick.denominator}"]
+    return args, notes
+
+
+def _color_args(source: VideoInfo | None, pix_fmt: str) -> list[str]:
+    """Encode with the source's YUV range and matrix.
+
+    ffmpeg converts the RGB frames to YUV with the range and matrix these options
+    name and tags the stream with them, so a full-range source comes out full range
+    instead of being squeezed, and BT.709 stays BT.709.
+    """
+    if source is None or not _is_yuv(pix_fmt):
+        return []
+    args = []
+    if source.color_range:
+        args += ["-color_range", source.color_range]
+    if source.color_space and source.color_space not in ("gbr", "rgb"):
+        args += ["-colorspace", source.color_space]
+    return args
+
+
+def _color_filters(source: VideoInfo | None) -> list[str]:
+    """Tag frames with the source's primaries and transfer.
+
+    Output options cannot do this: ffmpeg 7+ takes these two from the frames (untagged
+    RGB here) and drops `-color_primaries`/`-color_trc`. They describe RGB as much as
+    YUV, so they are set on the RGB frames and survive the conversion.
+    """
+    if source is None:
+        return []
+    params = []
+    if source.color_primaries:
+        params.append(f"color_primaries={source.color_primaries}")
+    if source.color_transfer:
+        params.append(f"color_trc={source.color_transfer}")
+    return [f"setparams={':'.join(params)}"] if params else []
+
+
+def _is_yuv(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("yuv", "nv", "p0", "gray")) and not pix_fmt.startswith("gbr")

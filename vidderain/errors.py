@@ -22,20 +22,6 @@ class ModelError(VidderainError):
     """A model that is missing, unsafe, corrupt or does not fit the input."""
 
 
-class ParameterError(VidderainError, ValueError):
-    """A setting with a value that cannot work; the CLI names the flag that set it.
-
-    Attributes:
-        parameter: str. The setting's name in the library (`patch`, `rain_mix`).
-        value: the value received.
-        expected: str. What would work, in words.
-    """
-
-    def __init__(self, parameter: str, value, expected: str):
-        self.parameter, self.value, self.expected = parameter, value, expected
-        super().__init__(f"{parameter} must be {expected}. Received: {parameter}={value!r}")
-
-
 class DiskFullError(VidderainError):
     """The destination ran out of space (or hit a file-size limit): the whole run stops.
 
@@ -114,3 +100,19 @@ def permission_denied(path: str | os.PathLike, consequence: str = "") -> str:
 def choose_another_output(path: str | os.PathLike, reason: str) -> str:
     """`PATH: REASON; choose another output path`, for an output that would harm an input."""
     return f"{path}: {reason}; choose another output path"
+
+
+class ParameterError(SettingError):
+    """A setting whose value is not what would work: `PARAMETER must be EXPECTED. Received: PARAMETER=VALUE`.
+
+    A SettingError worded with "must be"; the CLI names the flag that set it.
+
+    Attributes:
+        parameter: str. The setting's name in the library (`patch`, `rain_mix`).
+        value: the value received.
+        expected: str. What would work, in words.
+    """
+
+    def __init__(self, parameter: str, value, expected: str):
+        self.expected = expected
+        super().__init__(parameter, f"must be {expected}", value)

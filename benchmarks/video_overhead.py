@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidderain.bench import obvious_loop, rainy_clip_frames
+from vidderain.jobs.bench import obvious_loop, rainy_clip_frames
 from vidderain.engine import Engine, TileSettings
 from vidderain.io.video import VideoReader, VideoWriter
 from vidderain.models import load_model
 from vidderain.pixels import to_float
-from vidderain.videos import derain_video
+from vidderain.jobs.video import derain_video
 
 
 class TimedModel:

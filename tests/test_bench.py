@@ -8,8 +8,8 @@ import math
 import numpy as np
 from typer.testing import CliRunner
 
-from vidderain import bench
-from vidderain.bench import TARGETS, BenchResult, rainy_clip_frames
+from vidderain.jobs import bench
+from vidderain.jobs.bench import TARGETS, BenchResult, rainy_clip_frames
 from vidderain.cli import app
 
 runner = CliRunner()

@@ -150,7 +150,7 @@ def test_a_model_with_code_is_refused_before_the_cluster_starts(ray_module, rain
 
 
 def test_starting_a_cluster_keeps_vidderains_signal_handlers(ray_module):
-    from vidderain.cluster import start_cluster
+    from vidderain.jobs.cluster import start_cluster
     from vidderain.interrupts import stop_signals_raise
 
     with stop_signals_raise():

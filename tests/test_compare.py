@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidderain.cli import app
-from vidderain.compare import compose
+from vidderain.jobs.compare import compose
 from vidderain.io.images import read_image, write_image
 from vidderain.pixels import to_integer
 

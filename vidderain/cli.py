@@ -277,15 +277,15 @@ def folder(
     the exit code is 1 if any failed. With --ray, Ray workers derain whole files, each
     written atomically to OUT_DIR, which every machine must see at the same path.
     """
-    from vidderain.folders import FileResult, derain_files, plan_folder
-    from vidderain.videos import VideoOptions
+    from vidderain.jobs.folder import FileResult, derain_files, plan_folder
+    from vidderain.jobs.video import VideoOptions
 
     video_options = VideoOptions(encoder=_encoder(codec, crf, preset, pix_fmt), compare=compare)
     video_options.check()
     if workers is not None and ray_address is None:
         raise InputError("--workers needs --ray (local runs use one process)")
     if ray_address is not None:
-        from vidderain.cluster import import_ray
+        from vidderain.jobs.cluster import import_ray
 
         import_ray()  # missing Ray is a one-line hint before any work
 
@@ -340,7 +340,7 @@ def folder(
 def _derain_on_ray(address, workers, model_name, tile, overlap, batch, ensemble, precision, todo, video_options,
                    on_result, console):
     """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
-    from vidderain.cluster import derain_on_ray
+    from vidderain.jobs.cluster import derain_on_ray
     from vidderain.models import inspect_model
     from vidderain.precision import check_precision
 
@@ -396,7 +396,7 @@ def video(
     The output is written to a temporary name beside OUT and renamed when complete,
     so an interrupted run leaves no half-written OUT.
     """
-    from vidderain.videos import VideoOptions, check_video_job, derain_video
+    from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
 
     encoder = _encoder(codec, crf, preset, pix_fmt)
     options = VideoOptions(encoder=encoder, start=start, duration=duration, compare=compare, fps=_fraction(fps))
@@ -432,7 +432,7 @@ def evaluate(
     This is the deraining literature's protocol (Y of rgb2ycbcr, data range 1, SSIM with an
     11x11 Gaussian window), so the numbers compare with published tables.
     """
-    from vidderain.evaluation import evaluate_folders
+    from vidderain.jobs.evaluate import evaluate_folders
 
     report = evaluate_folders(pred_dir, clean_dir)
     if as_json:
@@ -641,7 +641,7 @@ def bench(
     resolve_model(model)  # a wrong name fails before TensorFlow takes seconds to start
     check_precision(precision)
     with _quiet_native_stderr():
-        from vidderain.bench import TARGETS, BenchSettings, run_bench
+        from vidderain.jobs.bench import TARGETS, BenchSettings, run_bench
         from vidderain.devices import describe_device
         from vidderain.models import load_model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidderain.compare import compose
+from vidderain.jobs.compare import compose
 from vidderain.engine import Engine
 from vidderain.errors import DiskFullError, InputError
 from vidderain.io.files import is_partial, make_output_folder
@@ -176,7 +176,7 @@ def derain_images(
         on_result: callable or None. Called in the caller's thread with each FileResult as it completes.
         read_ahead: int. Images decoded ahead of the network. Defaults to 4.
         compare: str or None. "side" or "split" writes input and result in one picture
-            (`vidderain.compare`). Defaults to None.
+            (`vidderain.jobs.compare`). Defaults to None.
 
     Returns:
         One FileResult per pair, in the order of `todo`.
@@ -250,7 +250,7 @@ def derain_files(
     Raises:
         DiskFullError: the destination filled up; the results finished before are kept.
     """
-    from vidderain.videos import VideoOptions, derain_video
+    from vidderain.jobs.video import VideoOptions, derain_video
 
     video_options = video_options or VideoOptions()
     images = [item for item in todo if not is_video_path(item[0])]

@@ -43,7 +43,7 @@ from vidderain.models import LoadedModel
 from vidderain.pixels import to_float, to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.synth import add_rain
-from vidderain.videos import VideoOptions, derain_video
+from vidderain.jobs.video import VideoOptions, derain_video
 
 # Figure name -> (bound, target): "max" figures pass at or below the target, "min" at or above.
 TARGETS: dict[str, tuple[str, float]] = {

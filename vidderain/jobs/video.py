@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vidderain.compare import COMPARE_MODES, compose
+from vidderain.jobs.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
 from vidderain.errors import DiskFullError, InputError
-from vidderain.folders import check_output_location
+from vidderain.jobs.folder import check_output_location
 from vidderain.io.files import make_output_folder
 from vidderain.io.images import read_image
 from vidderain.io.video import (

@@ -2,7 +2,7 @@
 
 Each worker is a Ray actor that loads the model once (the driver ships the model file
 through Ray's object store, so workers need no copy of it) and derains whole files
-with the same per-file functions as a local run (`vidderain.folders.derain_files`):
+with the same per-file functions as a local run (`vidderain.jobs.folder.derain_files`):
 videos stay whole, keeping their audio and timing, and every output is written
 atomically. The driver hands the next file to whichever worker is free and reports
 each result as it arrives. Input and output paths must be the same on every machine
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from vidderain.engine import TileSettings
 from vidderain.errors import DiskFullError, InputError, first_line
-from vidderain.folders import FileResult
+from vidderain.jobs.folder import FileResult
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
@@ -89,7 +89,7 @@ class FileWorker:
 
     def derain(self, source: Path, destination: Path, video_options) -> FileResult:
         """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
-        from vidderain.folders import derain_files
+        from vidderain.jobs.folder import derain_files
 
         return derain_files(self.engine, [(source, destination)], video_options)[0]
 
@@ -165,7 +165,7 @@ def derain_on_ray(
     Raises:
         InputError: Ray is not installed, the cluster cannot be reached, or `workers` < 1.
     """
-    from vidderain.videos import VideoOptions
+    from vidderain.jobs.video import VideoOptions
 
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1. Received: {workers}")

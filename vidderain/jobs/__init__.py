@@ -1,0 +1,9 @@
+"""Jobs: each wires a source (images, videos, folders of pairs), the engine and a sink.
+
+- `folder`: every image and video of a folder into another folder;
+- `video`: one video (or a folder of frames) into a video file;
+- `cluster`: a folder job's files spread over Ray workers, whole files each;
+- `evaluate`: scores of derained images against clean ones;
+- `bench`: the speed and memory figures of `vidderain bench`;
+- `compare`: before/after pictures, for the folder and video jobs.
+"""

@@ -87,7 +87,7 @@ def test_missing_video_is_one_line_before_the_model_loads(tmp_path):
 
 def test_folder_given_a_file_is_one_line(tmp_path, photo):
     result = invoke("folder", photo(tmp_path / "a.png"), tmp_path / "out")
-    assert_one_line_error(result, "is a file; `vidderain folder` takes a folder")
+    assert_one_line_error(result, "is a file, not a folder")
 
 
 def test_video_given_a_folder_without_fps_is_one_line_before_the_model_loads(tmp_path, photo):
@@ -100,14 +100,14 @@ def test_video_output_that_is_a_folder_is_one_line(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4")
     (tmp_path / "out").mkdir()
     result = invoke("video", clip, tmp_path / "out", "--model", "no-such-model")
-    assert_one_line_error(result, "is a folder; give the name of the video file to write")
+    assert_one_line_error(result, "is a folder, not a video file")
 
 
 def test_folder_output_that_is_a_file_is_one_line(tmp_path, photo):
     photo(tmp_path / "in" / "a.png")
     (tmp_path / "out").write_text("a file")
     result = invoke("folder", tmp_path / "in", tmp_path / "out", "--model", "no-such-model")
-    assert_one_line_error(result, "is a file; the output must be a folder")
+    assert_one_line_error(result, "is a file, not a folder for the results")
     assert (tmp_path / "out").read_text() == "a file"
 
 

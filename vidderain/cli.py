@@ -29,7 +29,7 @@ from rich.table import Table
 
 from vidderain import __version__
 from vidderain.engine import TileSettings
-from vidderain.errors import DiskFullError, InputError, ParameterError, VidderainError, first_line
+from vidderain.errors import DiskFullError, InputError, SettingError, VidderainError, first_line
 from vidderain.precision import resolve_precision
 from vidderain.interrupts import STOP_EXIT_CODES, exit_code, signal_name, stop_signals_raise
 
@@ -78,12 +78,9 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
         except Exception as exc:
             if _state["debug"]:
                 err.print_exception()
-            if isinstance(exc, ParameterError):
-                flag = "--" + exc.parameter.replace("_", "-")
-                err.print(f"error: {flag} must be {exc.expected}. Received: {exc.value}", markup=False)
-                raise typer.Exit(EXIT_USAGE) from None
             if isinstance(exc, VidderainError):
-                err.print(f"error: {exc}", markup=False)
+                message = exc.worded(_flag(exc.parameter)) if isinstance(exc, SettingError) else str(exc)
+                err.print(f"error: {message}", markup=False)
                 raise typer.Exit(EXIT_FAILED_FILES if isinstance(exc, DiskFullError) else EXIT_USAGE) from None
             if _is_out_of_memory(exc):
                 err.print("error: out of memory; try a smaller --tile or --batch", markup=False)
@@ -92,6 +89,13 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             raise typer.Exit(EXIT_FAILED_FILES) from None
 
     return app.command(name)(run)
+
+
+_FLAGS = {"address": "--ray", "width": "--size", "height": "--size"}  # library parameters named otherwise here
+
+
+def _flag(parameter: str) -> str:
+    return _FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 @contextlib.contextmanager
@@ -167,18 +171,10 @@ CompareOption = Annotated[
 
 
 def _encoder(codec: Optional[str], crf: Optional[int], preset: Optional[str], pix_fmt: Optional[str]):
-    """Encoder settings from the options given, or None for the output container's default."""
-    from vidderain.io.video import EncoderSettings
+    """The encoder settings asked for; `encoder_for` fills in the rest for each output."""
+    from vidderain.io.video import EncoderChoice
 
-    if all(v is None for v in (codec, crf, preset, pix_fmt)):
-        return None
-    base = EncoderSettings() if codec is None else EncoderSettings(codec=codec)
-    return EncoderSettings(
-        codec=base.codec,
-        crf=base.crf if crf is None else crf,
-        preset=base.preset if preset is None else preset,
-        pix_fmt=base.pix_fmt if pix_fmt is None else pix_fmt,
-    )
+    return EncoderChoice(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
 
 
 def _settings(tile: int, overlap: Optional[int], batch: int, ensemble: bool, model) -> TileSettings:

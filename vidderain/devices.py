@@ -1,14 +1,18 @@
-"""Which device the Keras backend computes on, in words for the user."""
+"""Which device the Keras backend computes on, in words for the user.
+
+Keras is imported when a device is described, not with this module: importing it
+takes seconds, which commands that compute nothing should not wait for.
+"""
 
 from __future__ import annotations
 
 import os
 
-import keras
-
 
 def describe_device() -> str:
     """Name the device the current Keras backend will run on, e.g. "GPU (NVIDIA H100)" or "CPU (2 cores)"."""
+    import keras
+
     backend = keras.backend.backend()
     gpus: list[str] = []
     if backend == "tensorflow":

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vidderain.errors import SettingError
+
 if TYPE_CHECKING:
     import keras
 
@@ -46,15 +48,22 @@ class TileSettings:
 
 
 def check_settings(settings: TileSettings, stride: int) -> None:
-    """Raise ValueError, naming the value, if `settings` cannot work with `stride`."""
+    """Raise SettingError (a ValueError), naming the setting and its value, if `settings` cannot work with `stride`.
+
+    A tile that is not a multiple of the stride is refused with the nearest two that are.
+    """
     if settings.batch < 1:
-        raise ValueError(f"batch must be at least 1. Received: batch={settings.batch}")
-    if settings.tile < 0 or settings.tile % stride:
-        raise ValueError(f"tile must be 0 or a positive multiple of {stride}. Received: tile={settings.tile}")
+        raise SettingError("batch", "must be at least 1", settings.batch)
+    if settings.tile < 0:
+        raise SettingError("tile", f"must be 0 (whole frames) or a positive multiple of {stride}", settings.tile)
+    if settings.tile % stride:
+        below = settings.tile // stride * stride
+        raise SettingError("tile", f"must be 0 (whole frames) or a multiple of the model's stride, {stride}; "
+                           f"the nearest are {below} and {below + stride}", settings.tile)
     # Above tile - stride, neighbours would share fewer pixels than `overlap`, or none.
     limit = min(settings.tile // 2, settings.tile - stride)
     if settings.tile and not 0 <= settings.overlap <= limit:
-        raise ValueError(f"overlap must be between 0 and {limit} for tile={settings.tile}. Received: overlap={settings.overlap}")
+        raise SettingError("overlap", f"must be between 0 and {limit} for tile={settings.tile}", settings.overlap)
 
 
 def tile_side(length: int, tile: int, overlap: int, stride: int) -> int:

@@ -35,15 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import keras
 import numpy as np
 
-from vidderain.engine import Engine, TileSettings, pad_frame
+from vidderain.devices import describe_device
+from vidderain.engine import Engine, TileSettings, check_settings, pad_frame
+from vidderain.errors import SettingError
 from vidderain.io.video import VideoReader, VideoWriter
+from vidderain.jobs.video import VideoOptions, derain_video
 from vidderain.models import LoadedModel
+from vidderain.nets import count_macs
 from vidderain.pixels import to_float, to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.synth import add_rain
-from vidderain.jobs.video import VideoOptions, derain_video
 
 # Figure name -> (bound, target): "max" figures pass at or below the target, "min" at or above.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -82,15 +86,16 @@ class BenchSettings:
     precision: Precision = FLOAT32
 
     def check(self) -> None:
-        """Raise ValueError naming a setting that cannot work."""
-        if self.width < 16 or self.height < 16:
-            raise ValueError(f"frames must be at least 16x16. Received: {self.width}x{self.height}")
+        """Raise SettingError naming a setting that cannot work."""
+        for name in ("width", "height"):
+            if getattr(self, name) < 16:
+                raise SettingError(name, "must be at least 16 pixels", getattr(self, name))
         if self.frames < 2:
-            raise ValueError(f"frames must be at least 2. Received: frames={self.frames}")
+            raise SettingError("frames", "must be at least 2", self.frames)
         if self.repeats < 1:
-            raise ValueError(f"repeats must be at least 1. Received: repeats={self.repeats}")
+            raise SettingError("repeats", "must be at least 1", self.repeats)
         if self.matmul_size < 64:
-            raise ValueError(f"matmul_size must be at least 64. Received: matmul_size={self.matmul_size}")
+            raise SettingError("matmul_size", "must be at least 64", self.matmul_size)
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,6 @@ def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
 
 def matmul_gflops(size: int, repeats: int, dtype: str = "float32") -> float:
     """Best GFLOP/s of a dense `size` x `size` matrix multiply in `dtype` with the current Keras backend."""
-    import keras
-
     rng = np.random.default_rng(0)
     a = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32), dtype=dtype)
     b = keras.ops.convert_to_tensor(rng.random((size, size), dtype=np.float32), dtype=dtype)
@@ -277,12 +280,8 @@ def run_bench(
         BenchResult with every figure.
 
     Raises:
-        ValueError: a setting cannot work.
+        SettingError: a setting cannot work.
     """
-    from vidderain.devices import describe_device
-    from vidderain.engine import check_settings
-    from vidderain.nets import count_macs
-
     settings.check()
     check_settings(settings.tiles, loaded.stride)
     stage = on_stage or (lambda _: None)

@@ -2,11 +2,12 @@
 
 Each worker is a Ray actor that loads the model once (the driver ships the model file
 through Ray's object store, so workers need no copy of it) and derains whole files
-with the same per-file functions as a local run (`vidderain.jobs.folder.derain_files`):
+with the same per-file function as a local run (`vidderain.jobs.folder.derain_files`):
 videos stay whole, keeping their audio and timing, and every output is written
 atomically. The driver hands the next file to whichever worker is free and reports
 each result as it arrives. Input and output paths must be the same on every machine
-(a shared filesystem). Ray is imported only here, and only when asked for.
+(a shared filesystem). Ray is imported only here, and only when asked for; the
+driver imports no Keras either (`vidderain.models` loads it when a worker loads the model).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidderain.engine import TileSettings
-from vidderain.errors import DiskFullError, InputError, first_line
-from vidderain.jobs.folder import FileResult
+from vidderain.engine import Engine, TileSettings
+from vidderain.errors import DiskFullError, SettingError, first_line
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
+from vidderain.jobs.folder import FileResult, derain_files
+from vidderain.jobs.video import VideoOptions
+from vidderain.models import load_model
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
 
 LOCAL = "local"
@@ -60,11 +63,11 @@ class ClusterInfo:
 
 
 def import_ray():
-    """Import Ray, or raise InputError with the install command when it is missing."""
+    """Import Ray, or raise SettingError (for `address`) with the install command when it is missing."""
     try:
         import ray
     except ImportError:
-        raise InputError(f"--ray needs Ray, which is not installed: {RAY_HINT}") from None
+        raise SettingError("address", f"needs Ray, which is not installed: {RAY_HINT}") from None
     return ray
 
 
@@ -78,19 +81,14 @@ class FileWorker:
     """
 
     def __init__(self, model_name: str, model_bytes: bytes, settings: TileSettings, precision: Precision = FLOAT32):
-        from vidderain.engine import Engine
-        from vidderain.models import load_model
-
         with tempfile.TemporaryDirectory(prefix="vidderain-model-") as folder:
             path = Path(folder) / Path(model_name).with_suffix(".keras").name
             path.write_bytes(model_bytes)
             loaded = load_model(path)
         self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings)
 
-    def derain(self, source: Path, destination: Path, video_options) -> FileResult:
+    def derain(self, source: Path, destination: Path, video_options: VideoOptions) -> FileResult:
         """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
-        from vidderain.jobs.folder import derain_files
-
         return derain_files(self.engine, [(source, destination)], video_options)[0]
 
 
@@ -126,14 +124,14 @@ def _init(ray, address: str, workers: int | None) -> None:
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({first_line(exc)})") from None
+            raise SettingError("address", f"must be the address of a Ray cluster that answers ({first_line(exc)})", address) from None
 
 
 def derain_on_ray(
     model_path: Path,
     settings: TileSettings,
     todo: list[tuple[Path, Path]],
-    video_options=None,
+    video_options: VideoOptions | None = None,
     address: str = LOCAL,
     workers: int | None = None,
     on_result: Callable[[FileResult], None] | None = None,
@@ -163,12 +161,11 @@ def derain_on_ray(
         failure; its temporary file is removed, so a re-run redoes it.
 
     Raises:
-        InputError: Ray is not installed, the cluster cannot be reached, or `workers` < 1.
+        SettingError: Ray is not installed, the cluster cannot be reached (`address`), or
+            `workers` is below 1 or more than the cluster has room for.
     """
-    from vidderain.jobs.video import VideoOptions
-
     if workers is not None and workers < 1:
-        raise InputError(f"--workers must be at least 1. Received: {workers}")
+        raise SettingError("workers", "must be at least 1", workers)
     video_options = video_options or VideoOptions()
     ray = start_cluster(address, workers)
     try:
@@ -178,7 +175,8 @@ def derain_on_ray(
         count = workers or max(int(gpus) or nodes, 1)
         slots, unit = (int(gpus), "GPU") if gpus else (int(cpus), "CPU")
         if count > slots:  # the extra workers would wait for room forever, and their files with them
-            raise InputError(f"--workers {count}: the cluster has room for {slots} (each worker takes 1 {unit})")
+            raise SettingError("workers", f"must be at most {slots}, the workers the cluster has room for "
+                               f"(each takes 1 {unit})", count)
         # SPREAD: one worker per machine before a second on any, as the default count assumes.
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         options["scheduling_strategy"] = "SPREAD"
@@ -195,7 +193,7 @@ def derain_on_ray(
         ray.shutdown()  # stops a local cluster; from a remote one, only disconnects
 
 
-def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options,
+def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: VideoOptions,
               on_result: Callable[[FileResult], None] | None) -> list[FileResult]:
     # Largest files first, so a long video does not start last and keep one worker busy alone.
     order = sorted(range(len(todo)), key=lambda i: -_size(todo[i][0]))

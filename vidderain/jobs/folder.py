@@ -17,9 +17,17 @@ import numpy as np
 from vidderain.jobs.compare import compose
 from vidderain.engine import Engine
 from vidderain.errors import DiskFullError, InputError
-from vidderain.io.files import is_partial, make_output_folder
+from vidderain.io.files import (
+    check_output_folder,
+    check_output_location,
+    check_readable_folder,
+    is_finished,
+    is_partial,
+    make_output_folder,
+)
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
+from vidderain.jobs.video import VideoOptions, derain_video
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
 
@@ -30,7 +38,7 @@ class FolderPlan:
 
     Attributes:
         todo: (source, destination) pairs to process, in a stable order.
-        skipped: destinations that already exist and are kept (a re-run continues).
+        skipped: finished destinations, kept as they are (`overwrite` redoes them).
         unreadable: one line for each sub-folder that could not be listed (no permission),
             so its files are not silently left out. Defaults to none.
     """
@@ -56,19 +64,6 @@ class FileResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def check_output_location(source: Path, destination: Path) -> None:
-    """Refuse a destination that would overwrite or be read back as the source.
-
-    Raises:
-        InputError: `destination` is `source`, or `source` lies inside `destination`.
-    """
-    src, dst = source.resolve(), destination.resolve()
-    if src == dst:
-        raise InputError(f"{destination}: the output is the input; choose another output path")
-    if src.is_dir() and dst in src.parents:
-        raise InputError(f"{destination}: the output folder contains the input folder; choose another output")
 
 
 def _walk(folder: Path, recursive: bool, exclude: Path, unreadable: list[str]) -> Iterator[Path]:
@@ -101,19 +96,6 @@ def _walk(folder: Path, recursive: bool, exclude: Path, unreadable: list[str]) -
             yield root_path / name
 
 
-def _check_destination_folder(out_dir: Path) -> None:
-    """Refuse an output folder that is a file or lies in a folder that cannot be written to."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: is a file; the output must be a folder")
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"{existing}: is a file; the output must be a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{existing}: permission denied; the results cannot be written there")
-
-
 def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite: bool = False) -> FolderPlan:
     """List the images and videos of `in_dir` and where their results go under `out_dir`.
 
@@ -128,14 +110,9 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
         InputError: `in_dir` is not a readable folder, or `out_dir` would overwrite the
             input, is a file, or cannot be written to.
     """
-    if not in_dir.exists():
-        raise InputError(f"{in_dir}: no such folder")
-    if not in_dir.is_dir():
-        raise InputError(f"{in_dir}: is a file; `vidderain folder` takes a folder")
-    if not os.access(in_dir, os.R_OK | os.X_OK):
-        raise InputError(f"{in_dir}: permission denied; the folder cannot be read")
+    check_readable_folder(in_dir)
     check_output_location(in_dir, out_dir)
-    _check_destination_folder(out_dir)
+    check_output_folder(out_dir)
     exclude = out_dir.resolve()
     todo, skipped, unreadable = [], [], []
     for source in _walk(in_dir, recursive, exclude, unreadable):
@@ -144,7 +121,7 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
         if _inside(source, exclude):  # a link to an earlier result is not an input
             continue
         destination = out_dir / source.relative_to(in_dir)
-        if destination.exists() and not overwrite:
+        if is_finished(destination) and not overwrite:
             skipped.append(destination)
         else:
             todo.append((source, destination))
@@ -231,7 +208,7 @@ def derain_images(
 def derain_files(
     engine: Engine,
     todo: list[tuple[Path, Path]],
-    video_options=None,
+    video_options: VideoOptions | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     on_frame: Callable[[Path, int, int | None], None] | None = None,
 ) -> list[FileResult]:
@@ -250,8 +227,6 @@ def derain_files(
     Raises:
         DiskFullError: the destination filled up; the results finished before are kept.
     """
-    from vidderain.jobs.video import VideoOptions, derain_video
-
     video_options = video_options or VideoOptions()
     images = [item for item in todo if not is_video_path(item[0])]
     videos = [item for item in todo if is_video_path(item[0])]

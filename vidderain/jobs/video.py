@@ -20,19 +20,18 @@ import numpy as np
 
 from vidderain.jobs.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
-from vidderain.errors import DiskFullError, InputError
-from vidderain.jobs.folder import check_output_location
-from vidderain.io.files import make_output_folder
+from vidderain.errors import NAME, DiskFullError, InputError, SettingError, no_such, not_a_file, permission_denied
+from vidderain.io.files import check_output_location, make_output_folder
 from vidderain.io.images import read_image
 from vidderain.io.video import (
-    VIDEO_SUFFIXES,
     Clip,
-    EncoderSettings,
+    EncoderChoice,
     TimedFrame,
     VideoReader,
     VideoWriter,
+    check_container_codec,
+    container_for,
     encoder_for,
-    is_video_path,
     read_frame_folder,
     read_frames,
 )
@@ -47,8 +46,9 @@ class VideoOptions:
     """How a video is read and written.
 
     Attributes:
-        encoder: EncoderSettings or None. Codec, CRF, preset, pixel format; None picks
-            the default for the output container (H.264, or VP9 for .webm).
+        encoder: EncoderChoice. The codec, CRF, preset and pixel format asked for; the
+            rest are `encoder_for`'s defaults for each output's container (H.264, or VP9
+            for .webm). Defaults to EncoderChoice() (all defaults).
         start: float or None. Seconds to skip at the start. Defaults to None.
         duration: float or None. Seconds to process from `start`. Defaults to None (to the end).
         compare: str or None. "side" writes input | derained side by side; "split" one
@@ -56,18 +56,18 @@ class VideoOptions:
         fps: Fraction or None. Frame rate of a folder of frames (ignored for video files).
     """
 
-    encoder: EncoderSettings | None = None
+    encoder: EncoderChoice = EncoderChoice()
     start: float | None = None
     duration: float | None = None
     compare: str | None = None
     fps: Fraction | None = None
 
     def check(self) -> None:
-        """Raise InputError naming a setting that cannot work."""
+        """Raise SettingError naming a setting that cannot work."""
         if self.compare is not None and self.compare not in COMPARE_MODES:
-            raise InputError(f"--compare must be one of {', '.join(COMPARE_MODES)}. Received: {self.compare!r}")
+            raise SettingError("compare", f"must be one of {', '.join(COMPARE_MODES)}", self.compare)
         if self.fps is not None and self.fps <= 0:
-            raise InputError(f"--fps must be positive. Received: {self.fps}")
+            raise SettingError("fps", "must be positive", self.fps)
 
 
 def split_position(index: int, fps: Fraction) -> float:
@@ -79,23 +79,25 @@ def check_video_job(source: Path, destination: Path, options: VideoOptions = Vid
     """Refuse a video job that cannot work, before a model is loaded or anything is written.
 
     Raises:
-        InputError: a bad option; a missing or unreadable source; a folder of frames
-            without `options.fps`; a destination that is a folder, has no video suffix,
-            or is the source.
+        InputError: a missing or unreadable source; a destination that is a folder, has
+            no video suffix, or is the source.
+        SettingError: a bad option or encoder setting; a folder of frames without `options.fps`.
     """
     options.check()
     if not source.exists():
-        raise InputError(f"{source}: no such file")
+        raise InputError(no_such(source))
     if not os.access(source, os.R_OK):
-        raise InputError(f"{source}: permission denied")
+        raise InputError(permission_denied(source))
     if source.is_dir() and options.fps is None:
-        raise InputError(f"{source}: a folder of frames needs --fps (e.g. --fps 30000/1001)")
+        raise SettingError("fps", f"a folder of frames needs {NAME}, its frame rate (e.g. 25 or 30000/1001)",
+                           path=source)
     if destination.is_dir():
-        raise InputError(f"{destination}: is a folder; give the name of the video file to write")
-    if not is_video_path(destination):
-        choices = ", ".join(sorted(VIDEO_SUFFIXES))
-        raise InputError(f"{destination}: unknown video format {destination.suffix!r}; use one of {choices}")
+        raise InputError(not_a_file(destination, "a video file"))
+    container_for(destination)
     check_output_location(source, destination)
+    encoder = encoder_for(destination, options.encoder)
+    encoder.check()
+    check_container_codec(destination, encoder.codec)
 
 
 def derain_video(
@@ -123,7 +125,7 @@ def derain_video(
         DiskFullError: the destination filled up; nothing is left under its name.
     """
     check_video_job(source, destination, options)
-    encoder = options.encoder if options.encoder is not None else encoder_for(destination)
+    encoder = encoder_for(destination, options.encoder)
     video, reader = _open_source(source, options)
     out_width = video.width * 2 if options.compare == "side" else video.width
     try:

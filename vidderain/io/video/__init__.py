@@ -27,6 +27,8 @@ from vidderain.io.video.encoding import (
     VIDEO_SUFFIXES,
     EncoderChoice,
     EncoderSettings,
+    check_container_codec,
+    container_for,
     encoder_for,
     is_video_path,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "VideoWriter",
+    "check_container_codec",
+    "container_for",
     "encoder_for",
     "ffmpeg_exe",
     "is_video_path",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -133,6 +134,52 @@ def test_tile_that_is_not_a_multiple_of_the_stride_is_refused(photo_folder, tmp_
     assert "tile=100" in result.output
 
 
+@pytest.mark.parametrize("command", ["folder", "video", "bench"])
+def test_a_tile_off_the_stride_is_refused_with_the_nearest_before_the_model_loads(command, photo_folder, tmp_path,
+                                                                                   trained_model_path, monkeypatch):
+    import keras
+
+    loads = []
+    monkeypatch.setattr(keras.saving, "load_model", lambda *args, **kwargs: loads.append(args))
+    paths = {"folder": [photo_folder, tmp_path / "out"], "video": [photo_folder, tmp_path / "out.mp4", "--fps", 5],
+             "bench": []}[command]
+    result = invoke(command, *paths, "--model", trained_model_path, "--tile", "100")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --tile must be 0")
+    assert "the nearest are 96 and 104" in lines[0] and lines[0].endswith("Received: --tile=100")
+    assert loads == []
+
+
+def test_a_library_setting_is_named_by_its_flag(tmp_path, trained_model_path, photo_folder):
+    result = invoke("video", photo_folder, tmp_path / "out.mp4", "--model", trained_model_path)
+    assert result.exit_code == 2
+    assert "needs --fps, its frame rate" in result.output
+    result = invoke("folder", photo_folder, tmp_path / "out", "--compare", "above")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --compare must be one of side, split. Received: --compare='above'"
+
+
+@pytest.mark.parametrize("command", [[], ["folder"], ["video"], ["eval"], ["models"], ["train"], ["bench"]],
+                         ids=lambda c: " ".join(c) or "vidderain")
+def test_help_shows_flags_without_a_value_placeholder(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flags = [line for line in result.output.splitlines() if re.search(r"--(help|overwrite|recursive|json|version)\b", line)]
+    assert flags and all("<" not in line for line in flags), flags
+
+
+@pytest.mark.parametrize(("command", "arguments"), [("folder", "IN_DIR OUT_DIR"), ("video", "IN OUT"),
+                                                     ("eval", "PRED_DIR CLEAN_DIR"), ("train", "DATA_DIR")])
+def test_usage_names_the_arguments_as_the_help_text_does(command, arguments):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert usage.split("Usage:")[1].split()[1:] == [command, "[OPTIONS]", *arguments.split()]
+    first_paragraph = result.output.split("Usage:")[1]
+    assert all(name in first_paragraph for name in arguments.split())
+
+
 def test_eval_json_gives_the_mean_of_per_file_metrics(tmp_path, make_natural_image, make_rainy):
     pred, clean = tmp_path / "pred", tmp_path / "clean"
     pred.mkdir()
@@ -173,6 +220,46 @@ def test_eval_with_a_missing_folder_or_a_file_is_one_clear_line(tmp_path, make_n
         result = invoke("eval", pred, clean)
         assert result.exit_code == 2
         assert [line for line in result.output.splitlines() if line.strip()] == [f"error: {pred}: {reason}"]
+
+
+@pytest.fixture
+def bundle_trained_far_away(tmp_path, trained_model_path, monkeypatch):
+    """A bundled-models folder whose one model records the absolute path it was trained from."""
+    import shutil
+    import zipfile
+
+    from vidderain import models
+
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    path = shutil.copy(trained_model_path, folder / "tiny.keras")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["vidderain.json"])
+    meta.update(data="/home/someone/datasets/RainTrainL: 180 training pairs, 20 validation pairs",
+                val_psnr=30.0, macs_per_pixel=20000.0)
+    members["vidderain.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    monkeypatch.setattr(models, "bundled_dir", lambda: folder)
+    return folder
+
+
+def test_models_name_the_training_data_set_and_its_size_never_a_path(bundle_trained_far_away):
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "/home/someone" not in result.output
+    assert "trained on RainTrainL (180 training pairs, 20 validation pairs)" in result.output
+    listed = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    assert listed["tiny"]["data"] == "RainTrainL (180 training pairs, 20 validation pairs)"
+
+
+def test_models_explain_their_columns_and_say_which_to_use(bundle_trained_far_away):
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert "MACs/pixel: multiply-adds the network spends on each pixel" in result.output
+    assert "stride: frames are padded to a multiple of it, and --tile must be one" in result.output
+    assert "Which to use: tiny, the best validation score at the least compute." in result.output
 
 
 def test_models_json_lists_each_bundled_model_with_its_metadata():

@@ -377,6 +377,7 @@ def test_stop_at_each_stage_keeps_finished_outputs_and_a_rerun_finishes(point, s
     expected = 143 if "SIGTERM" in point or point == "video finalising" else 130
     assert result.exit_code == expected, result.output
     assert "interrupted" in result.output and "Traceback" not in result.output
+    assert "finished files are kept and a re-run skips them" in result.output
     assert_nothing_lost(in_dir, before, out, reference, tmp_path)
 
     rerun = invoke("folder", in_dir, out, "--model", trained_model_path)

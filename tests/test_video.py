@@ -151,12 +151,48 @@ def test_folder_of_frames_without_fps_is_refused(tmp_path, trained_model_path, m
     assert "--fps" in result.output
 
 
-def test_existing_output_is_kept_without_overwrite(ntsc_clip, tmp_path, trained_model_path):
+def test_a_finished_output_is_skipped_with_a_note_as_folder_does(ntsc_clip, tmp_path):
     out = tmp_path / "out.mp4"
     out.write_bytes(b"precious")
-    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
-    assert result.exit_code == 2
+    result = invoke("video", ntsc_clip, out, "--model", "no-such-model")  # the model is never reached
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines() == [f"{out}: already done (use --overwrite to redo)"]
     assert out.read_bytes() == b"precious"
+
+
+def test_overwrite_redoes_a_finished_output(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert probe_video(out).frame_count == 30
+
+
+def test_webm_with_only_a_crf_is_vp9_at_that_crf(ntsc_clip, tmp_path, trained_model_path):
+    out = tmp_path / "out.webm"
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path, "--crf", 30)
+    assert result.exit_code == 0, result.output
+    assert probe_video(out).codec == "vp9"
+
+
+def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip, tmp_path, trained_model_path,
+                                                                      monkeypatch):
+    original = Engine.run
+
+    def stop_after_two_frames(self, frames):
+        for count, item in enumerate(original(self, frames), 1):
+            yield item
+            if count == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(Engine, "run", stop_after_two_frames)
+    out = tmp_path / "out.mp4"
+    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
+    assert result.exit_code == 130
+    line = result.output.strip().splitlines()[-1]
+    assert line == ("interrupted (Ctrl-C); nothing was written under the output's name; "
+                    "a re-run derains the video again from its first frame")
+    assert not out.exists()
 
 
 def test_not_a_video_is_one_line_and_leaves_nothing(tmp_path, trained_model_path):

@@ -27,9 +27,14 @@ from vidderain.io.files import (
 )
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
-from vidderain.jobs.video import VideoOptions, derain_video
+from vidderain.jobs.video import RERUN_OF_A_STOPPED_VIDEO, VideoOptions, derain_video
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
+
+
+# What a stopped folder job leaves and what a re-run does, for the user.
+AFTER_A_STOP = (f"finished files are kept and a re-run skips them; a video cut short is derained again "
+                f"{RERUN_OF_A_STOPPED_VIDEO}")
 
 
 @dataclass(frozen=True)

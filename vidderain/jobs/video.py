@@ -39,6 +39,11 @@ from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import to_float, to_integer
 
 SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and back
+# What a re-run does with a video whose job was stopped, for the user. A stopped job
+# leaves nothing under the output's name (the writer removes its temporary file), so a
+# re-run derains the video from its first frame; resuming a video would change this.
+RERUN_OF_A_STOPPED_VIDEO = "from its first frame"
+AFTER_A_STOP = f"nothing was written under the output's name; a re-run derains the video again {RERUN_OF_A_STOPPED_VIDEO}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""`vidderain train`: train a network on image pairs (or clean images with synthetic rain)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vidderain.cli.application import command, err, out, progress, quiet_native_stderr
+from vidderain.cli.options import PrecisionOption
+from vidderain.devices import describe_device
+from vidderain.errors import InputError
+from vidderain.interrupts import exit_code, signal_name
+from vidderain.precision import resolve_precision
+
+
+@command()
+def train(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DATA_DIR",
+            help="Folder with a rainy and a clean folder (rain/norain, rainy/clean, input/target or "
+            "rainy_image/ground_truth); with --synthesize, a folder of clean images.",
+            show_default=False,
+        ),
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
+    arch: Annotated[str, typer.Option("--arch", help="Network to train: default or paper.")] = "default",
+    steps: Annotated[
+        Optional[int],
+        typer.Option("--steps", min=1, help="Optimizer steps in the whole run. [default: 20000; with --resume, the run's own]"),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")] = 16,
+    patch: Annotated[int, typer.Option("--patch", min=8, help="Crop side in pixels (a multiple of 8).")] = 96,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate, after the warm-up.")] = 1e-3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Steps of linear learning-rate warm-up.")] = 300,
+    loss: Annotated[str, typer.Option("--loss", help="charbonnier, l1, mse, ssim or charbonnier+ssim.")] = "charbonnier",
+    val_split: Annotated[
+        float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of pairs held out for validation.")
+    ] = 0.1,
+    val_dir: Annotated[
+        Optional[Path], typer.Option("--val", help="A separate folder of validation pairs (replaces --val-split).")
+    ] = None,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validations.")] = 500,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the weights, the crops and the validation split.")] = 0,
+    synthesize: Annotated[
+        bool, typer.Option("--synthesize", help="Make the rainy inputs from clean images with vidderain's rain synthesizer.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run of --out from its checkpoint with its settings; a "
+                           "different --steps continues the learning-rate decay from where it is.")
+    ] = False,
+    augment: Annotated[
+        str, typer.Option("--augment", help="flip (left-right mirrors) or flip+rot90 (also quarter turns, "
+                          "which lay near-vertical rain across: measured worse on Rain100L).")
+    ] = "flip",
+    rain_mix: Annotated[
+        float, typer.Option("--rain-mix", min=0.0, max=1.0, help="Share of paired crops whose rainy side is drawn "
+                            "by vidderain's rain synthesizer over the clean side instead.")
+    ] = 0.0,
+    extra_clean: Annotated[
+        Optional[Path], typer.Option("--extra-clean", help="A folder of clean images and videos to add; "
+                                     "their crops always get synthetic rain.", show_default=False)
+    ] = None,
+    rain: Annotated[
+        str, typer.Option("--rain", help="The synthesizer's ranges for --rain-mix and --extra-clean: mixed (wide: "
+                          "angles to 45 degrees, dense and long streaks, up to 4 layers, some haze), mixed-clear "
+                          "(the same without haze) or synth (the --synthesize defaults).")
+    ] = "mixed",
+    precision: PrecisionOption = "auto",
+) -> None:
+    """Train a network on image pairs, validating on held-out pairs with the literature's metrics.
+
+    The best model by validation PSNR is written to --out; the run folder beside it
+    (OUT.run/) keeps a checkpoint, log.csv, curve.png and samples.png. Ctrl-C saves a
+    checkpoint; --resume continues exactly where the run stopped.
+
+    Several local GPUs train together (tf.distribute.MirroredStrategy; on JAX,
+    keras.distribution.DataParallel), and with TF_CONFIG set several machines do
+    (MultiWorkerMirroredStrategy; run the same command on each). --batch is the global
+    batch, split over the replicas; only the chief writes --out and its run folder.
+    """
+    if out_path.suffix != ".keras":
+        raise InputError(f"{out_path}: --out must end in .keras")
+    with quiet_native_stderr():
+        # Imported here: these import Keras, which takes seconds and writes to stderr as it starts.
+        from vidderain.data import describe_data, load_training_data
+        from vidderain.distribution import pick_distribution
+        from vidderain.synth import RAIN_PRESETS
+        from vidderain.train import Trainer, TrainSettings
+
+        # First: a multi-worker strategy must exist before TensorFlow's runtime starts.
+        distribution = pick_distribution()
+        device = describe_device()
+
+    settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
+                             val_every=val_every, seed=seed, augment=augment, rain_mix=rain_mix, rain=rain,
+                             extra_clean=str(extra_clean) if extra_clean is not None else None)
+    if resume:
+        saved = Trainer.saved_settings(out_path)
+        if saved is None:
+            raise InputError(f"{out_path}: no checkpoint to resume from (looked in {out_path.stem}.run/)")
+        settings = dataclasses.replace(saved, steps=steps or saved.steps)
+    settings.check()
+    distribution.check_batch(settings.batch)
+    with quiet_native_stderr():
+        resolved = resolve_precision(precision)
+    err.print(f"loading {data_dir} ...")
+    data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize,
+                              rain_mix=settings.rain_mix, extra_clean=settings.extra_clean,
+                              rain=RAIN_PRESETS[settings.rain])
+    err.print(describe_data(data), markup=False)
+    err.print(f"training {settings.arch} on {device} in {resolved.describe()}, {distribution.describe()}", markup=False)
+    with progress("loss", "rate", "val") as bars:
+        task = bars.add_task("training", total=settings.steps, loss="", rate="", val="")
+
+        def on_progress(p) -> None:
+            val = f"val {p.val_psnr:.2f} dB" if p.val_psnr is not None else ""
+            bars.update(task, completed=p.step, loss=f"loss {p.loss:.4f}", rate=f"{p.steps_per_second:.2f} it/s", val=val)
+
+        trainer = Trainer(settings, data.train, data.val, out_path, describe_data(data),
+                          val_names=data.val_names, synthesize=data.synthesize, on_progress=on_progress,
+                          distribution=distribution, extra_clean=data.extra, clean_only=data.clean_only,
+                          precision=resolved)
+        try:
+            summary = trainer.fit(resume=resume)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (`vidderain.interrupts`)
+            err.print(f"interrupted ({signal_name(exc)}); {trainer.resume_hint()}", markup=False)
+            raise typer.Exit(exit_code(exc)) from None
+    best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
+        if summary.get("best_psnr") is not None else ""
+    written = f"model: {out_path}" if distribution.is_chief else "the chief writes the model"
+    out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; {written}")

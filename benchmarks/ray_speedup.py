@@ -18,7 +18,7 @@ import numpy as np
 
 from vidderain.io.images import read_image, write_image
 from vidderain.pixels import split_rgb, to_float, to_integer
-from vidderain.synth import RainSettings, add_rain
+from vidderain.data.synth import RainSettings, add_rain
 
 count = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 samples = sorted(Path("samples/clean").glob("*.png")) or sorted(Path("samples/images").glob("*"))

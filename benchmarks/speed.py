@@ -7,7 +7,7 @@ against its targets; this sweep compares tile and batch settings.
 import time, numpy as np, keras
 from vidderain.nets import ARCHITECTURES
 from vidderain.engine import Engine, TileSettings
-from vidderain.losses import charbonnier
+from vidderain.train.losses import charbonnier
 frame = np.random.default_rng(0).random((480, 640, 3), dtype=np.float32)
 x = np.random.default_rng(1).random((8, 96, 96, 3), dtype=np.float32)
 for name in ("default", "paper"):

@@ -6,7 +6,7 @@ come from (they ship inside its wheel), so install it to run this script:
     pip install scikit-image
     python samples/make_samples.py
 
-The rain comes from vidderain.synth with a fixed seed per photograph, so running
+The rain comes from vidderain.data.synth with a fixed seed per photograph, so running
 the script again writes byte-identical files (same numpy and OpenCV versions).
 It writes samples/images/<name>.<png|jpg> (rainy) and samples/clean/<name>.png,
 and samples/rainy-launch.mp4: a slow pan across one photograph with fresh rain in
@@ -34,7 +34,7 @@ except ImportError:
 from vidderain.io.images import write_image
 from vidderain.io.video import EncoderSettings, VideoWriter, ffmpeg_exe
 from vidderain.pixels import to_float, to_integer
-from vidderain.synth import RainSettings, add_rain
+from vidderain.data.synth import RainSettings, add_rain
 
 SAMPLES_DIR = Path(__file__).resolve().parent
 # Rain100L's images are 481x321: the size the deraining literature evaluates at,

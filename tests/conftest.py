@@ -103,7 +103,7 @@ def train_tiny_unet(steps: int = TINY_UNET_STEPS):
     """
     import keras
 
-    from vidderain.losses import mse
+    from vidderain.train.losses import mse
     from vidderain.nets import build_unet
 
     keras.utils.set_random_seed(0)

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidderain.cli import app
-from vidderain.distribution import ONE_DEVICE, Distribution, chief_of, pick_distribution
+from vidderain.train.distribution import ONE_DEVICE, Distribution, chief_of, pick_distribution
 from vidderain.errors import InputError
 from vidderain.io.images import write_image
 from vidderain.pixels import to_integer
@@ -94,9 +94,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from vidderain.data import load_training_data
-    from vidderain.distribution import ONE_DEVICE, mirrored_distribution
-    from vidderain.train import Trainer, TrainSettings
+    from vidderain.data.patches import load_training_data
+    from vidderain.train.distribution import ONE_DEVICE, mirrored_distribution
+    from vidderain.train.trainer import Trainer, TrainSettings
 
     data_dir, out_dir = sys.argv[1], sys.argv[2]
     settings = TrainSettings(steps=4, batch=4, patch=32, warmup=1, val_every=4, seed=5)

@@ -246,7 +246,7 @@ def test_video_command_stopped_by_sigterm_or_sighup_leaves_no_output_and_reruns(
 @needs_proc
 @pytest.mark.slow
 def test_sigterm_during_training_saves_a_checkpoint(tmp_path, make_natural_image, make_rainy):
-    from vidderain.train import Trainer
+    from vidderain.train.trainer import Trainer
 
     for kind in ("rain", "norain"):
         (tmp_path / "data" / kind).mkdir(parents=True)

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from vidderain.data import PatchBatches, augment
+from vidderain.data.patches import PatchBatches, augment
 from vidderain.errors import ParameterError
-from vidderain.train import LEGACY_SETTINGS, PlannedDecay, TrainSettings
+from vidderain.train.trainer import LEGACY_SETTINGS, PlannedDecay, TrainSettings
 
 
 def marked_pair(height=40, width=40):

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from vidderain.synth import RainSettings, add_rain, make_synthesizer, streak_kernel
+from vidderain.data.synth import RainSettings, add_rain, make_synthesizer, streak_kernel
 
 NO_HAZE = RainSettings(haze_probability=0.0)
 

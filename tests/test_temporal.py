@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidderain.data import ClipBatches, CameraMotion, synthesize_clip
+from vidderain.data.patches import CameraMotion, ClipBatches, synthesize_clip
 from vidderain.engine import Engine, TileSettings
 from vidderain.metrics import psnr
 from vidderain.nets import ARCHITECTURES
-from vidderain.synth import RainSettings
+from vidderain.data.synth import RainSettings
 from vidderain.temporal import WindowSpec, WindowStacker, window_indices
 
 

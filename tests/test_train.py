@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from vidderain.cli import app
 from vidderain.errors import InputError
 from vidderain.io.images import write_image
-from vidderain.pairs import find_folders, pair_files
+from vidderain.data.pairs import find_folders, pair_files
 from vidderain.pixels import to_integer
 
 runner = CliRunner()
@@ -87,8 +87,8 @@ def test_loss_falls_over_30_steps(tmp_path, make_natural_image, make_rainy):
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, make_natural_image, make_rainy):
-    from vidderain.data import load_training_data
-    from vidderain.train import Trainer, TrainSettings
+    from vidderain.data.patches import load_training_data
+    from vidderain.train.trainer import Trainer, TrainSettings
 
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
     settings = TrainSettings(steps=10, batch=4, patch=32, warmup=3, val_every=4, seed=3)

@@ -10,7 +10,7 @@ moving camera still puts each scene point at the same pixel in every frame of th
 window. The alignment is the model's input preparation, done on whole frames
 before the engine tiles the stacked window like any frame.
 
-Training (`vidderain.data.ClipBatches`) and inference (the video job) both stack
+Training (`vidderain.data.patches.ClipBatches`) and inference (the video job) both stack
 windows here, so the network sees the same preparation in both.
 """
 

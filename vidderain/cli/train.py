@@ -87,10 +87,10 @@ def train(
         raise InputError(f"{out_path}: --out must end in .keras")
     with quiet_native_stderr():
         # Imported here: these import Keras, which takes seconds and writes to stderr as it starts.
-        from vidderain.data import describe_data, load_training_data
-        from vidderain.distribution import pick_distribution
-        from vidderain.synth import RAIN_PRESETS
-        from vidderain.train import Trainer, TrainSettings
+        from vidderain.data.patches import describe_data, load_training_data
+        from vidderain.data.synth import RAIN_PRESETS
+        from vidderain.train.distribution import pick_distribution
+        from vidderain.train.trainer import Trainer, TrainSettings
 
         # First: a multi-worker strategy must exist before TensorFlow's runtime starts.
         distribution = pick_distribution()

@@ -47,7 +47,7 @@ from vidderain.models import LoadedModel
 from vidderain.nets import count_macs
 from vidderain.pixels import to_float, to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
-from vidderain.synth import add_rain
+from vidderain.data.synth import add_rain
 
 # Figure name -> (bound, target): "max" figures pass at or below the target, "min" at or above.
 TARGETS: dict[str, tuple[str, float]] = {

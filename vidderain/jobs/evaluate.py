@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from vidderain.pairs import load_pair, pair_files
+from vidderain.data.pairs import load_pair, pair_files
 from vidderain.metrics import psnr, ssim
 from vidderain.pipeline import prefetch
 

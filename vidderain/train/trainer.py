@@ -6,7 +6,7 @@ beside the output model (`OUT.run/`): the latest checkpoint (weights, optimizer
 variables, step, settings), a CSV log, a loss/PSNR plot and a sample grid. The
 best model by validation PSNR is exported to OUT with its metadata.
 
-Several devices or machines take part through a `vidderain.distribution.Distribution`:
+Several devices or machines take part through a `vidderain.train.distribution.Distribution`:
 each step's global batch is split over the replicas, and only the chief writes to OUT.
 """
 
@@ -30,21 +30,21 @@ import numpy as np
 from keras import ops
 
 from vidderain import __version__
-from vidderain.data import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
-from vidderain.distribution import ONE_DEVICE, Distribution
-from vidderain.pairs import Pair
+from vidderain.data.patches import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
+from vidderain.train.distribution import ONE_DEVICE, Distribution
+from vidderain.data.pairs import Pair
 from vidderain.engine import Engine, TileSettings
 from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import write_image
-from vidderain.losses import LOSSES
+from vidderain.train.losses import LOSSES
 from vidderain.metrics import psnr, ssim
 from vidderain.models import save_model
 from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
-from vidderain.plots import plot_training_log
+from vidderain.train.plots import plot_training_log
 from vidderain.precision import FLOAT32, Precision, at_precision
-from vidderain.synth import RAIN_PRESETS
+from vidderain.data.synth import RAIN_PRESETS
 from vidderain.temporal import WindowSpec
 
 
@@ -58,14 +58,14 @@ class TrainSettings:
     patch: int = 96  # crop side in pixels, a multiple of the network's stride
     lr: float = 1e-3  # peak learning rate, reached after the warm-up
     warmup: int = 300  # steps of linear warm-up from 0, then cosine decay to lr/100
-    loss: str = "charbonnier"  # a name in vidderain.losses.LOSSES
+    loss: str = "charbonnier"  # a name in vidderain.train.losses.LOSSES
     val_every: int = 500  # steps between validations (and best-model exports)
     seed: int = 0  # seeds the weights and the crops
     checkpoint_seconds: float = 300.0  # a checkpoint at least this often
-    augment: str = "flip"  # geometric augmentation, a name in vidderain.data.AUGMENTATIONS
+    augment: str = "flip"  # geometric augmentation, a name in vidderain.data.patches.AUGMENTATIONS
     rain_mix: float = 0.0  # fraction of paired crops whose rainy side is synthesized instead
     extra_clean: str | None = None  # folder of clean images/videos whose crops always get synthetic rain
-    rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.synth.RAIN_PRESETS
+    rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.data.synth.RAIN_PRESETS
 
     def check(self) -> None:
         """Raise InputError, naming the value, for a setting that cannot work."""

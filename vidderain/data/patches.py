@@ -14,11 +14,11 @@ import numpy as np
 
 from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import is_image_path, read_image
-from vidderain.pairs import Pair, find_folders, load_pair, pair_files
+from vidderain.data.pairs import Pair, find_folders, load_pair, pair_files
 from vidderain.pipeline import prefetch
 from vidderain.io.video import is_video_path
 from vidderain.pixels import split_rgb, to_float
-from vidderain.synth import RainSettings, add_rain, add_rain_frames, make_synthesizer
+from vidderain.data.synth import RainSettings, add_rain, add_rain_frames, make_synthesizer
 from vidderain.temporal import WindowSpec, WindowStacker
 
 def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, list]:
@@ -183,7 +183,7 @@ def synthesize_clip(
 
     The camera looks at a random `size` x `size` part of `scene` and moves smoothly
     (pan, zoom, turn, a little shake); with `sprite`, an object crosses the view on its
-    own; rain falls afresh in every frame (`vidderain.synth.add_rain_frames`).
+    own; rain falls afresh in every frame (`vidderain.data.synth.add_rain_frames`).
 
     Args:
         scene: float32 HxWx3 clean image in [0, 1].
@@ -396,14 +396,14 @@ def load_training_data(
     """Decode a training folder once and split off a fixed validation part.
 
     Args:
-        data_dir: str or PathLike. Paired folders (see `vidderain.pairs`), or with
+        data_dir: str or PathLike. Paired folders (see `vidderain.data.pairs`), or with
             `synthesize` a folder of clean images and videos (48 evenly spaced frames of each).
         val_dir: str or PathLike or None. A separate folder of the same kind for validation;
             then all of `data_dir` trains. Defaults to None.
         val_split: float. Fraction of `data_dir` held out when `val_dir` is None. Defaults to 0.1.
         seed: int. Chooses the held-out part (and the synthetic rain of validation images). Defaults to 0.
         synthesize: bool. `data_dir` holds clean images only; make every rainy input with
-            `vidderain.synth`. Defaults to False.
+            `vidderain.data.synth`. Defaults to False.
         rain_mix: float. For paired data, the share of crops whose rainy side is synthesized
             over the clean side instead of taken from the pair. Defaults to 0.
         extra_clean: str or PathLike or None. A folder of clean images and videos added to the

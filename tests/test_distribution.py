@@ -83,7 +83,7 @@ def test_a_malformed_tf_config_is_a_clear_error():
 
 
 def test_a_batch_that_does_not_split_over_the_replicas_is_refused():
-    with pytest.raises(InputError, match="multiple of the 3 replicas.*Received: 16"):
+    with pytest.raises(InputError, match="batch must be a multiple of the 3 replicas.*Received: batch=16"):
         Distribution(name="MirroredStrategy", replicas=3).check_batch(16)
 
 

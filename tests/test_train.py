@@ -149,6 +149,7 @@ def test_exported_model_carries_metadata_and_runs_through_folder(tmp_path, make_
     assert meta["val_pairs"] == 2 and len(meta["val_files"]) == 2
     assert meta["val_psnr"] > 0 and 0 < meta["val_ssim"] <= 1
     assert meta["training"]["loss"] == "charbonnier"
+    assert meta["data"] == "data: 14 training pairs, 2 validation pairs"  # the data set's name, not its path
     assert load_model(out).model.inputs[0].shape[-1] == 3
     run = out.with_name("m.run")
     assert (run / "curve.png").is_file() and (run / "samples.png").is_file()
@@ -204,6 +205,25 @@ def test_synthesize_takes_clean_frames_from_videos(tmp_path):
     meta = read_metadata(out)
     assert (meta["train_pairs"], meta["val_pairs"]) == (36, 12)  # 48 of its 50 frames
     assert all(name.startswith("walk.mp4#") for name in meta["val_files"])
+
+
+def test_settings_are_refused_by_their_parameter_name_in_the_library():
+    from vidderain.errors import SettingError
+    from vidderain.train.trainer import TrainSettings
+
+    with pytest.raises(SettingError) as caught:
+        TrainSettings(patch=30).check()
+    assert caught.value.parameter == "patch"
+    assert str(caught.value) == "patch must be a multiple of 8 for default. Received: patch=30"
+    assert caught.value.worded("--patch") == "--patch must be a multiple of 8 for default. Received: --patch=30"
+
+
+def test_the_run_folder_is_named_in_one_place(tmp_path):
+    from vidderain.train.checkpoint import run_folder
+    from vidderain.train.trainer import Trainer, TrainSettings
+
+    trainer = Trainer(TrainSettings(steps=1), [], [], tmp_path / "rain.keras", "")
+    assert trainer.run_dir == run_folder(tmp_path / "rain.keras") == tmp_path / "rain.run"
 
 
 def test_bad_settings_are_refused_with_the_value(tmp_path, make_natural_image, make_rainy):

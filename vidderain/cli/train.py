@@ -14,6 +14,7 @@ from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
 from vidderain.precision import resolve_precision
+from vidderain.train.checkpoint import run_folder
 
 
 @command()
@@ -102,7 +103,7 @@ def train(
     if resume:
         saved = Trainer.saved_settings(out_path)
         if saved is None:
-            raise InputError(f"{out_path}: no checkpoint to resume from (looked in {out_path.stem}.run/)")
+            raise InputError(f"{out_path}: no checkpoint to resume from (looked in {run_folder(out_path)})")
         settings = dataclasses.replace(saved, steps=steps or saved.steps)
     settings.check()
     distribution.check_batch(settings.batch)
@@ -128,9 +129,19 @@ def train(
         try:
             summary = trainer.fit(resume=resume)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (`vidderain.interrupts`)
-            err.print(f"interrupted ({signal_name(exc)}); {trainer.resume_hint()}", markup=False)
+            err.print(f"interrupted ({signal_name(exc)}); {_after_a_stop(trainer, distribution.is_chief)}", markup=False)
             raise typer.Exit(exit_code(exc)) from None
     best = f", best validation {summary['best_psnr']:.2f} dB / {summary['best_ssim']:.4f} at step {summary['best_step']}" \
         if summary.get("best_psnr") is not None else ""
     written = f"model: {out_path}" if distribution.is_chief else "the chief writes the model"
     out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; {written}")
+
+
+def _after_a_stop(trainer, is_chief: bool) -> str:
+    """What a stopped training run left to continue from."""
+    if not is_chief:
+        return "the chief keeps the run's checkpoints"
+    step = trainer.saved_step()
+    if step is None:
+        return "no checkpoint was saved yet; a new run starts from step 0"
+    return f"checkpoint of step {step} in {trainer.run_dir}; continue with --resume"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vidderain.errors import InputError
+from vidderain.io.files import check_readable_folder
 from vidderain.io.images import is_image_path, read_image
 from vidderain.pixels import split_rgb
 
@@ -33,9 +34,7 @@ def find_folders(data_dir: str | os.PathLike) -> tuple[Path, Path]:
     Raises:
         InputError: no known pair of folder names is there.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: not a folder")
+    data_dir = check_readable_folder(data_dir)
     for rainy, clean in FOLDER_NAMES:
         if (data_dir / rainy).is_dir() and (data_dir / clean).is_dir():
             return data_dir / rainy, data_dir / clean
@@ -65,11 +64,8 @@ def pair_files(
         InputError: a rainy image has no clean partner or a clean image no rainy one;
             the message names them.
     """
-    for folder in (Path(rainy_dir), Path(clean_dir)):
-        if not folder.exists():
-            raise InputError(f"{folder}: no such folder")
-        if not folder.is_dir():
-            raise InputError(f"{folder}: is a file, not a folder of images")
+    for folder in (rainy_dir, clean_dir):
+        check_readable_folder(folder, "a folder of images")
     rainy_files, clean_files = _images(Path(rainy_dir)), _images(Path(clean_dir))
     clean_by_stem = {p.stem: p for p in clean_files}
     pairs, unpaired = [], []

@@ -12,14 +12,16 @@ import cv2
 import keras
 import numpy as np
 
-from vidderain.errors import InputError, ParameterError
-from vidderain.io.images import is_image_path, read_image
 from vidderain.data.pairs import Pair, find_folders, load_pair, pair_files
-from vidderain.pipeline import prefetch
-from vidderain.io.video import is_video_path
-from vidderain.pixels import split_rgb, to_float
 from vidderain.data.synth import RainSettings, add_rain, add_rain_frames, make_synthesizer
+from vidderain.errors import InputError, ParameterError
+from vidderain.io.files import check_readable_folder
+from vidderain.io.images import is_image_path, read_image
+from vidderain.io.video import VideoReader, is_video_path, probe_video
+from vidderain.pipeline import prefetch
+from vidderain.pixels import split_rgb, to_float
 from vidderain.temporal import WindowSpec, WindowStacker
+
 
 def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, list]:
     """Split `items` into (train, validation) with `count` validation items chosen by `seed`.
@@ -333,6 +335,7 @@ class TrainingData:
         val: (rainy, clean) pairs scored whole after every validation interval.
         val_names: file names of the validation pairs, so they can be scored again.
         source: str. The data folder, as given.
+        name: str. The data set's name: the data folder's own name, without the path to it.
         synthesize: callable or None. Makes a rainy crop from a clean one during training.
         extra: clean frames (from `extra_clean`) whose crops always get synthetic rain.
         clean_only: bool. `train` holds clean images only: every crop gets synthetic rain.
@@ -346,6 +349,10 @@ class TrainingData:
     extra: list[np.ndarray] = field(default_factory=list)
     clean_only: bool = False
 
+    @property
+    def name(self) -> str:
+        return Path(self.source).resolve().name
+
 
 def _load_paired(folder: Path) -> tuple[list[Pair], list[str]]:
     rainy_dir, clean_dir = find_folders(folder)
@@ -358,8 +365,6 @@ VIDEO_FRAMES_PER_CLIP = 48  # clean frames taken from each video, evenly spaced
 
 
 def _video_frames(path: Path, count: int = VIDEO_FRAMES_PER_CLIP) -> list[tuple[np.ndarray, str]]:
-    from vidderain.io.video import VideoReader, probe_video
-
     info = probe_video(path)
     every = max(1, (info.frame_count or count) // count)
     with VideoReader(path, info=info) as reader:
@@ -367,8 +372,7 @@ def _video_frames(path: Path, count: int = VIDEO_FRAMES_PER_CLIP) -> list[tuple[
 
 
 def _load_clean(folder: Path) -> tuple[list[np.ndarray], list[str]]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
+    check_readable_folder(folder, "a folder of clean images and videos")
     files = sorted(p for p in folder.iterdir() if p.is_file())
     images = [p for p in files if is_image_path(p)]
     videos = [p for p in files if is_video_path(p)]
@@ -443,7 +447,7 @@ def load_training_data(
 
 
 def describe_data(data: TrainingData) -> str:
-    """One line saying what a run trains and validates on."""
+    """One line saying what a run trains and validates on, by the data set's name and size (a model records it)."""
     kind = "clean images with synthesized rain" if data.clean_only else "pairs"
     extra = f" and {len(data.extra)} clean frames with synthesized rain" if data.extra else ""
-    return f"{data.source}: {len(data.train)} training {kind}{extra}, {len(data.val)} validation pairs"
+    return f"{data.name}: {len(data.train)} training {kind}{extra}, {len(data.val)} validation pairs"

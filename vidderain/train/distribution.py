@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from vidderain.errors import InputError
+from vidderain.errors import InputError, SettingError
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,9 @@ class Distribution:
         return f"{self.name}: {workers}{self.replicas} replicas{role}"
 
     def check_batch(self, batch: int) -> None:
-        """Raise InputError if the global batch does not split evenly over the replicas."""
+        """Raise SettingError if the global batch does not split evenly over the replicas."""
         if batch % self.replicas:
-            raise InputError(f"--batch must be a multiple of the {self.replicas} replicas of {self.name}. "
-                             f"Received: {batch}")
+            raise SettingError("batch", f"must be a multiple of the {self.replicas} replicas of {self.name}", batch)
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:

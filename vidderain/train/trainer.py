@@ -1,10 +1,10 @@
 """Training: one resumable run of a registered network on image pairs.
 
 The loop is Keras 3 only (`train_on_batch`, a `PyDataset`, Keras optimizers and
-schedules), so it runs under any Keras backend. A run keeps its state in a folder
-beside the output model (`OUT.run/`): the latest checkpoint (weights, optimizer
-variables, step, settings), a CSV log, a loss/PSNR plot and a sample grid. The
-best model by validation PSNR is exported to OUT with its metadata.
+schedules), so it runs under any Keras backend. A run keeps its state in its run
+folder beside the output model (`vidderain.train.checkpoint`): the latest checkpoint
+(weights, optimizer variables, step, settings), a CSV log, a loss/PSNR plot and a
+sample grid. The best model by validation PSNR is exported to OUT with its metadata.
 
 Several devices or machines take part through a `vidderain.train.distribution.Distribution`:
 each step's global batch is split over the replicas, and only the chief writes to OUT.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import json
 import platform
 import shutil
 import tempfile
@@ -30,22 +29,30 @@ import numpy as np
 from keras import ops
 
 from vidderain import __version__
-from vidderain.data.patches import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
-from vidderain.train.distribution import ONE_DEVICE, Distribution
 from vidderain.data.pairs import Pair
+from vidderain.data.patches import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
+from vidderain.data.synth import RAIN_PRESETS
 from vidderain.engine import Engine, TileSettings
-from vidderain.errors import InputError, ParameterError
+from vidderain.errors import InputError, ParameterError, SettingError
 from vidderain.io.images import write_image
-from vidderain.train.losses import LOSSES
 from vidderain.metrics import psnr, ssim
 from vidderain.models import save_model
 from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
-from vidderain.train.plots import plot_training_log
 from vidderain.precision import FLOAT32, Precision, at_precision
-from vidderain.data.synth import RAIN_PRESETS
 from vidderain.temporal import WindowSpec
+from vidderain.train.checkpoint import (
+    find_checkpoint,
+    read_state,
+    run_folder,
+    save_checkpoint,
+    saved_state,
+    weights_path,
+)
+from vidderain.train.distribution import ONE_DEVICE, Distribution
+from vidderain.train.losses import LOSSES
+from vidderain.train.plots import plot_training_log
 
 
 @dataclass(frozen=True)
@@ -68,19 +75,19 @@ class TrainSettings:
     rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.data.synth.RAIN_PRESETS
 
     def check(self) -> None:
-        """Raise InputError, naming the value, for a setting that cannot work."""
+        """Raise SettingError, naming the setting and its value, for a setting that cannot work."""
         if self.arch not in ARCHITECTURES:
-            raise InputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+            raise SettingError("arch", f"must be one of {', '.join(ARCHITECTURES)}", self.arch)
         arch = ARCHITECTURES[self.arch]
         if self.loss not in LOSSES:
-            raise InputError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise SettingError("loss", f"must be one of {', '.join(LOSSES)}", self.loss)
         for name in ("steps", "batch", "patch", "val_every"):
             if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(self, name)}")
+                raise SettingError(name, "must be at least 1", getattr(self, name))
         if self.patch % arch.stride:
-            raise InputError(f"--patch must be a multiple of {arch.stride} for {self.arch}. Received: {self.patch}")
+            raise SettingError("patch", f"must be a multiple of {arch.stride} for {self.arch}", self.patch)
         if not self.lr > 0:
-            raise InputError(f"--lr must be positive. Received: {self.lr}")
+            raise SettingError("lr", "must be positive", self.lr)
         if self.augment not in AUGMENTATIONS:
             raise ParameterError("augment", self.augment, f"one of {', '.join(AUGMENTATIONS)}")
         if not 0.0 <= self.rain_mix <= 1.0:
@@ -204,7 +211,7 @@ class Trainer:
         settings: TrainSettings. The run's definition.
         train_pairs: sequence of (rainy, clean) float32 frames to crop from.
         val_pairs: sequence of (rainy, clean) float32 frames, scored whole; may be empty.
-        out: Path. Where the best model is exported; the run folder is `OUT.run/` beside it.
+        out: Path. Where the best model is exported; its run folder (`run_folder(out)`) is beside it.
         data_description: str. Recorded in the model's metadata.
         val_names: sequence of str. Names of the validation pairs, recorded in the metadata.
         synthesize: callable or None. Makes the rainy side of a crop from its clean side: every
@@ -239,7 +246,7 @@ class Trainer:
         self.settings = settings
         self.train_pairs, self.val_pairs = list(train_pairs), list(val_pairs)
         self.out = Path(out)
-        self.run_dir = self.out.with_name(self.out.stem + ".run")
+        self.run_dir = run_folder(self.out)
         self.data_description = data_description
         self.val_names = list(val_names)
         self.synthesize = synthesize
@@ -257,57 +264,23 @@ class Trainer:
             self.val_pairs = clip_validation([clean for _, clean in self.val_pairs], self.spec,
                                              RAIN_PRESETS[settings.rain], seed=settings.seed)
 
-    # Checkpoints -----------------------------------------------------------------
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoint"
-
-    @staticmethod
-    def _save_checkpoint(model: keras.Model, state: dict[str, Any], run_dir: Path) -> None:
-        current, new, old = run_dir / "checkpoint", run_dir / "checkpoint.new", run_dir / "checkpoint.old"
-        shutil.rmtree(new, ignore_errors=True)
-        new.mkdir(parents=True)
-        # A compiled model's weights file holds the optimizer's variables (step count included).
-        model.save_weights(new / "model.weights.h5")
-        (new / "state.json").write_text(json.dumps(state, indent=2))
-        # Swap folders so a crash at any point leaves one complete checkpoint.
-        shutil.rmtree(old, ignore_errors=True)
-        if current.exists():
-            current.rename(old)
-        new.rename(current)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def _find_checkpoint(self) -> Path | None:
-        for folder in (self.checkpoint_dir, self.run_dir / "checkpoint.old"):
-            if (folder / "state.json").is_file():
-                return folder
-        return None
+    # Checkpoints (vidderain.train.checkpoint) ----------------------------------------
 
     @staticmethod
     def saved_settings(out: Path) -> TrainSettings | None:
         """The settings stored in the checkpoint of the run for `out`, or None if there is none."""
-        run_dir = Path(out).with_name(Path(out).stem + ".run")
-        for folder in (run_dir / "checkpoint", run_dir / "checkpoint.old"):
-            if (folder / "state.json").is_file():
-                state = json.loads((folder / "state.json").read_text())
-                return TrainSettings.from_saved(state["settings"])
-        return None
+        state = saved_state(out)
+        return None if state is None else TrainSettings.from_saved(state["settings"])
 
-    def resume_hint(self) -> str:
-        """What an interrupted run left to resume from, in words for the user."""
-        if not self.distribution.is_chief:
-            return "the chief keeps the run's checkpoints"
-        folder = self._find_checkpoint()
-        if folder is None:
-            return "no checkpoint was saved yet; a new run starts from step 0"
-        step = json.loads((folder / "state.json").read_text())["step"]
-        return f"checkpoint of step {step} in {self.run_dir}; continue with --resume"
+    def saved_step(self) -> int | None:
+        """The step of the run's latest checkpoint, or None if none was saved (or this worker is not the chief)."""
+        folder = find_checkpoint(self.run_dir) if self.distribution.is_chief else None
+        return None if folder is None else read_state(folder)["step"]
 
     def _restore(self, model: keras.Model, folder: Path) -> dict[str, Any]:
-        state = json.loads((folder / "state.json").read_text())
+        state = read_state(folder)
         try:
-            model.load_weights(folder / "model.weights.h5")
+            model.load_weights(weights_path(folder))
         except ValueError as exc:
             raise InputError(f"{folder}: checkpoint does not fit the {self.settings.arch} network ({exc})") from None
         if int(np.asarray(model.optimizer.iterations)) != state["step"]:
@@ -333,7 +306,7 @@ class Trainer:
         # across the workers), but into a folder that is thrown away.
         with tempfile.TemporaryDirectory(prefix="vidderain-worker-") as scratch:
             out = Path(scratch) / self.out.name
-            return self._fit(resume, out, out.with_name(out.stem + ".run"))
+            return self._fit(resume, out, run_folder(out))
 
     def _fit(self, resume: bool, out: Path, run_dir: Path) -> dict[str, Any]:
         s = self.settings
@@ -345,7 +318,7 @@ class Trainer:
             model.optimizer.build(model.trainable_variables)
         state: dict[str, Any] = {"step": 0, "best_psnr": None, "best_ssim": None, "best_step": None,
                                  "wall_seconds": 0.0}
-        folder = self._find_checkpoint() if resume else None
+        folder = find_checkpoint(self.run_dir) if resume else None
         if resume and folder is None:
             raise InputError(f"{self.run_dir}: no checkpoint to resume from")
         schedule = PlannedDecay.plan(s)
@@ -391,7 +364,8 @@ class Trainer:
                     rainy, clean = next(batches)
                     loss = train_step(rainy, clean)
                     if not np.isfinite(loss):
-                        raise FloatingPointError(f"training diverged at step {step} (loss={loss}); try a lower --lr")
+                        raise FloatingPointError(f"training diverged at step {step} (loss={loss}); "
+                                                 f"try a learning rate (lr) below {s.lr:g}")
                     now = time.monotonic()
                     rate = 1.0 / max(now - recent, 1e-9)
                     recent = now
@@ -412,7 +386,7 @@ class Trainer:
                     timed = timed_checkpoints and now - last_checkpoint >= s.checkpoint_seconds
                     if step % s.val_every == 0 or timed or step == s.steps:
                         log_file.flush()
-                        self._save_checkpoint(model, state, run_dir)
+                        save_checkpoint(model, state, run_dir)
                         last_checkpoint = time.monotonic()
                     if self.on_progress:
                         self.on_progress(Progress(step, s.steps, loss, rate, val_psnr, val_ssim))
@@ -420,7 +394,7 @@ class Trainer:
                 log_file.flush()
                 # The other workers of a multi-worker run may be gone; a save would wait for them.
                 if state["step"] > start_step and dist.workers == 1:
-                    self._save_checkpoint(model, state, run_dir)
+                    save_checkpoint(model, state, run_dir)
                 raise
             finally:
                 batches.close()

@@ -10,6 +10,7 @@ import typer
 
 from vidderain.cli.application import command, err, out, progress, quiet_native_stderr
 from vidderain.cli.options import PrecisionOption
+from vidderain.data.synth import RAIN_PRESETS
 from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
@@ -89,7 +90,6 @@ def train(
     with quiet_native_stderr():
         # Imported here: these import Keras, which takes seconds and writes to stderr as it starts.
         from vidderain.data.patches import describe_data, load_training_data
-        from vidderain.data.synth import RAIN_PRESETS
         from vidderain.train.distribution import pick_distribution
         from vidderain.train.trainer import Trainer, TrainSettings
 

@@ -19,9 +19,11 @@ from vidderain.errors import InputError
 from vidderain.io.files import PART_MARK
 from vidderain.io.video import (
     Clip,
+    EncoderChoice,
     EncoderSettings,
     VideoReader,
     VideoWriter,
+    encoder_for,
     ffmpeg_exe,
     probe_video,
     read_frame_folder,
@@ -526,6 +528,23 @@ def test_encoder_settings_check_names_the_bad_value(settings, named):
     with pytest.raises(InputError) as caught:
         settings.check()
     assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "choice", "expected"),
+    [
+        ("out.mp4", EncoderChoice(), EncoderSettings("libx264", 18, "medium", "yuv420p")),
+        ("out.webm", EncoderChoice(), EncoderSettings("libvpx-vp9", 32, None, "yuv420p")),
+        ("out.webm", EncoderChoice(crf=30), EncoderSettings("libvpx-vp9", 30, None, "yuv420p")),
+        ("out.mkv", EncoderChoice(codec="libx265", preset="slow"), EncoderSettings("libx265", 18, "slow", "yuv420p")),
+        ("out.mp4", EncoderChoice(codec="libsvtav1"), EncoderSettings("libsvtav1", 18, None, "yuv420p")),
+        ("out.mov", EncoderChoice(pix_fmt="yuv444p"), EncoderSettings("libx264", 18, "medium", "yuv444p")),
+    ],
+)
+def test_encoder_for_keeps_what_is_chosen_and_gives_the_rest_the_containers_defaults(name, choice, expected):
+    settings = encoder_for(Path(name), choice)
+    assert settings == expected
+    settings.check()
 
 
 def test_default_encoder_settings_are_valid():

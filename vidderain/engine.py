@@ -31,8 +31,8 @@ class TileSettings:
         tile: int. Longest tile side in pixels, a multiple of the network's stride; a
             frame whose sides fit runs whole, a larger one is cut into the fewest equal
             tiles per axis that cover it. 0 runs every frame whole. Defaults to 1024:
-            on a CPU, whole frames and large tiles at batch 1 were fastest (README,
-            "Benchmarks"), while a 10000x10000 image still runs as 11x11 tiles of 944,
+            on a CPU, whole frames and large tiles at batch 1 were fastest
+            (docs/benchmarks.md), while a 10000x10000 image still runs as 11x11 tiles of 944,
             so memory stays bounded whatever the frame size.
         overlap: int. Pixels shared by neighbouring tiles, blended smoothly. Defaults to 32.
         batch: int. Tiles (or whole frames when tile=0) per network call. Defaults to 1.

@@ -40,6 +40,9 @@ _NEEDS_ZERO_BITRATE_FOR_CRF = frozenset({"libvpx", "libvpx-vp9"})
 class EncoderSettings:
     """How the video stream of an output file is encoded.
 
+    The defaults are H.264's; `encoder_for` gives the settings for an output path,
+    with the defaults of its container for whatever the user did not choose.
+
     Attributes:
         codec: str. ffmpeg encoder name: "libx264", "libx265", "libsvtav1",
             "libaom-av1", "libvpx-vp9", ... Defaults to "libx264" (plays everywhere).

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidderain.errors import ModelError, first_line
+from vidderain.errors import ModelError, first_line, no_such, not_a_file
 from vidderain.io.files import atomic_output
 
 if TYPE_CHECKING:
@@ -103,14 +103,12 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        raise ModelError(f"{path}: is a folder; --model takes a bundled name or a .keras file")
+        raise ModelError(not_a_file(path, f"a model: a bundled model's name or a {MODEL_SUFFIX} file"))
     known = ", ".join(bundled) or "none are installed"
     if path.suffix == MODEL_SUFFIX or os.sep in text:
-        raise ModelError(f"{path}: no such model file (bundled models: {known})")
-    raise ModelError(
-        f"no model named {text!r} (bundled models: {known}); "
-        "train one with `vidderain train` or pass a .keras file with --model"
-    )
+        raise ModelError(f"{no_such(path, 'model file')} (bundled models: {known})")
+    raise ModelError(f"no model named {text!r} (bundled models: {known}); the path of a {MODEL_SUFFIX} file "
+                     "(one that training wrote) works too")
 
 
 def save_model(model: "keras.Model", path: str | os.PathLike, metadata: dict[str, Any]) -> None:

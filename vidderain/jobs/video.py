@@ -76,7 +76,7 @@ class VideoOptions:
 
 
 def split_position(index: int, fps: Fraction) -> float:
-    """Where the moving split line of `--compare split` stands in frame `index` (fraction of the width)."""
+    """Where the moving split line of compare mode "split" stands in frame `index` (fraction of the width)."""
     return 0.5 + 0.4 * math.sin(2 * math.pi * index / (float(fps) * SPLIT_PERIOD_SECONDS))
 
 
@@ -198,7 +198,7 @@ class _Frame:
 
     index: int
     time: Fraction  # presentation time in seconds, handed to the writer with the frame
-    original: np.ndarray | None  # the input frame, kept for --compare
+    original: np.ndarray | None  # the input frame, kept when the output compares it with the result
 
 
 def _open_source(source: Path, options: VideoOptions) -> tuple[VideoSource, VideoReader | None]:

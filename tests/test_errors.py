@@ -7,7 +7,7 @@ import pytest
 from vidderain.errors import (
     NAME,
     InputError,
-    SettingError,
+    ParameterError,
     choose_another_output,
     no_such,
     not_a_file,
@@ -16,28 +16,28 @@ from vidderain.errors import (
 )
 
 
-def test_a_setting_error_names_the_parameter_and_the_value():
-    error = SettingError("val_split", "must be in [0, 1)", 1.5)
+def test_a_parameter_error_names_the_parameter_and_the_value():
+    error = ParameterError("val_split", 1.5, "in [0, 1)")
     assert str(error) == "val_split must be in [0, 1). Received: val_split=1.5"
     assert (error.parameter, error.value) == ("val_split", 1.5)
 
 
-def test_a_setting_error_can_be_worded_with_a_flag():
-    error = SettingError("val_split", "must be in [0, 1)", 1.5)
+def test_a_parameter_error_can_be_worded_with_a_flag():
+    error = ParameterError("val_split", 1.5, "in [0, 1)")
     assert error.worded("--val-split") == "--val-split must be in [0, 1). Received: --val-split=1.5"
 
 
-def test_a_setting_error_can_name_the_setting_inside_the_sentence_and_the_path_it_was_for(tmp_path):
-    error = SettingError("fps", f"a folder of frames needs {NAME}", path=tmp_path)
+def test_a_parameter_error_can_name_the_setting_inside_the_sentence_and_the_path_it_was_for(tmp_path):
+    error = ParameterError("fps", sentence=f"a folder of frames needs {NAME}", path=tmp_path)
     assert str(error) == f"{tmp_path}: a folder of frames needs fps"
     assert error.worded("--fps") == f"{tmp_path}: a folder of frames needs --fps"
 
 
-def test_a_setting_error_is_an_input_error_and_a_value_error():
+def test_a_parameter_error_is_an_input_error_and_a_value_error():
     with pytest.raises(InputError):
-        raise SettingError("tile", "must be at least 0", -1)
+        raise ParameterError("tile", -1, "at least 0")
     with pytest.raises(ValueError):
-        raise SettingError("tile", "must be at least 0", -1)
+        raise ParameterError("tile", -1, "at least 0")
 
 
 def test_path_errors_are_worded_one_way(tmp_path):

@@ -208,10 +208,10 @@ def test_synthesize_takes_clean_frames_from_videos(tmp_path):
 
 
 def test_settings_are_refused_by_their_parameter_name_in_the_library():
-    from vidderain.errors import SettingError
+    from vidderain.errors import ParameterError
     from vidderain.train.trainer import TrainSettings
 
-    with pytest.raises(SettingError) as caught:
+    with pytest.raises(ParameterError) as caught:
         TrainSettings(patch=30).check()
     assert caught.value.parameter == "patch"
     assert str(caught.value) == "patch must be a multiple of 8 for default. Received: patch=30"

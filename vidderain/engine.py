@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vidderain.errors import SettingError
+from vidderain.errors import ParameterError
 
 if TYPE_CHECKING:
     import keras
@@ -48,22 +48,22 @@ class TileSettings:
 
 
 def check_settings(settings: TileSettings, stride: int) -> None:
-    """Raise SettingError (a ValueError), naming the setting and its value, if `settings` cannot work with `stride`.
+    """Raise ParameterError (a ValueError), naming the setting and its value, if `settings` cannot work with `stride`.
 
     A tile that is not a multiple of the stride is refused with the nearest two that are.
     """
     if settings.batch < 1:
-        raise SettingError("batch", "must be at least 1", settings.batch)
+        raise ParameterError("batch", settings.batch, "at least 1")
     if settings.tile < 0:
-        raise SettingError("tile", f"must be 0 (whole frames) or a positive multiple of {stride}", settings.tile)
+        raise ParameterError("tile", settings.tile, f"0 (whole frames) or a positive multiple of {stride}")
     if settings.tile % stride:
         below = settings.tile // stride * stride
-        raise SettingError("tile", f"must be 0 (whole frames) or a multiple of the model's stride, {stride}; "
-                           f"the nearest are {below} and {below + stride}", settings.tile)
+        raise ParameterError("tile", settings.tile, f"0 (whole frames) or a multiple of the model's stride, "
+                             f"{stride}; the nearest are {below} and {below + stride}")
     # Above tile - stride, neighbours would share fewer pixels than `overlap`, or none.
     limit = min(settings.tile // 2, settings.tile - stride)
     if settings.tile and not 0 <= settings.overlap <= limit:
-        raise SettingError("overlap", f"must be between 0 and {limit} for tile={settings.tile}", settings.overlap)
+        raise ParameterError("overlap", settings.overlap, f"between 0 and {limit} for tile={settings.tile}")
 
 
 def tile_side(length: int, tile: int, overlap: int, stride: int) -> int:

@@ -2,7 +2,7 @@
 
 The CLI prints an error's message as one line. Library code speaks the library's
 language: a setting is named by its parameter (`patch`, `val_split`), and the CLI,
-which knows its flags, says `--patch` and `--val-split` instead (`SettingError.worded`).
+which knows its flags, says `--patch` and `--val-split` instead (`ParameterError.worded`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ class DiskFullError(VidderainError):
     """
 
 
-NAME = "{name}"  # where a SettingError's problem names the setting, if not at its start
+NAME = "{name}"  # where a ParameterError's sentence names the setting
 _NO_VALUE = object()
 
 
-class SettingError(InputError, ValueError):
+class ParameterError(InputError, ValueError):
     """A setting whose value cannot work, named by the parameter that set it.
 
     `str(error)` names the parameter ("patch must be a multiple of 8 for default.
@@ -44,24 +44,28 @@ class SettingError(InputError, ValueError):
 
     Args:
         parameter: str. The parameter's name in the library's API, e.g. "tile", "val_split".
-        problem: str. What is wrong, worded to follow the setting's name ("must be at
-            least 1"); or a sentence with `{name}` where the name goes.
         value: object. The value received; left out when the setting was missing.
+        expected: str. What would work, in words: the message reads "PARAMETER must be EXPECTED".
+        sentence: str or None. A message of another shape instead, with `{name}` (NAME)
+            where the setting's name goes: "a folder of frames needs {name}". Defaults to None.
         path: str, PathLike or None. The file or folder the setting was needed for,
             put in front of the message. Defaults to None.
     """
 
-    def __init__(self, parameter: str, problem: str, value: object = _NO_VALUE, *,
-                 path: str | os.PathLike | None = None):
+    def __init__(self, parameter: str, value: object = _NO_VALUE, expected: str = "", *,
+                 sentence: str | None = None, path: str | os.PathLike | None = None):
+        if not expected and sentence is None:
+            raise TypeError("ParameterError needs what was expected or a sentence")
         self.parameter = parameter
-        self.problem = problem
         self.value = value
+        self.expected = expected
+        self.sentence = sentence
         self.path = path
         super().__init__(self.worded(parameter))
 
     def worded(self, name: str) -> str:
         """The message with `name` where the setting is named."""
-        text = self.problem.replace(NAME, name) if NAME in self.problem else f"{name} {self.problem}"
+        text = self.sentence.replace(NAME, name) if self.sentence is not None else f"{name} must be {self.expected}"
         if self.value is not _NO_VALUE:
             text += f". Received: {name}={self.value!r}"
         return text if self.path is None else f"{self.path}: {text}"
@@ -101,18 +105,3 @@ def choose_another_output(path: str | os.PathLike, reason: str) -> str:
     """`PATH: REASON; choose another output path`, for an output that would harm an input."""
     return f"{path}: {reason}; choose another output path"
 
-
-class ParameterError(SettingError):
-    """A setting whose value is not what would work: `PARAMETER must be EXPECTED. Received: PARAMETER=VALUE`.
-
-    A SettingError worded with "must be"; the CLI names the flag that set it.
-
-    Attributes:
-        parameter: str. The setting's name in the library (`patch`, `rain_mix`).
-        value: the value received.
-        expected: str. What would work, in words.
-    """
-
-    def __init__(self, parameter: str, value, expected: str):
-        self.expected = expected
-        super().__init__(parameter, f"must be {expected}", value)

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperCommand, TyperGroup
 
 from vidderain import __version__
-from vidderain.errors import DiskFullError, SettingError, VidderainError, first_line
+from vidderain.errors import DiskFullError, ParameterError, VidderainError, first_line
 from vidderain.interrupts import STOP_EXIT_CODES, exit_code, signal_name, stop_signals_raise
 
 # A stop signal exits with 128 + its number (`vidderain.interrupts.exit_code`): 130 for Ctrl-C, 143 for SIGTERM.
@@ -146,7 +146,7 @@ def _flags(fn: Callable) -> dict[str, str]:
 
 def _message(exc: VidderainError, flags: dict[str, str]) -> str:
     """The error's line, with a refused setting named by the command's flag for it."""
-    if not isinstance(exc, SettingError):
+    if not isinstance(exc, ParameterError):
         return str(exc)
     option = _PARAMETER_OPTIONS.get(exc.parameter, exc.parameter)
     return exc.worded(flags.get(option, flags.get(exc.parameter, exc.parameter)))

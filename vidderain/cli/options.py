@@ -78,7 +78,7 @@ def check_model(name: str, tile: int, overlap: Optional[int], batch: int, ensemb
 
     Raises:
         ModelError: the model is missing, unsafe or without valid metadata.
-        SettingError: a setting does not fit the model (a tile off its stride names the nearest that
+        ParameterError: a setting does not fit the model (a tile off its stride names the nearest that
             fit), or the precision is not one vidderain knows.
     """
     checked = inspect_model(name)

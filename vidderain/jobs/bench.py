@@ -40,7 +40,7 @@ import numpy as np
 
 from vidderain.devices import describe_device
 from vidderain.engine import Engine, TileSettings, check_settings, pad_frame
-from vidderain.errors import SettingError
+from vidderain.errors import ParameterError
 from vidderain.io.video import VideoReader, VideoWriter
 from vidderain.jobs.video import VideoOptions, derain_video
 from vidderain.models import LoadedModel
@@ -86,16 +86,16 @@ class BenchSettings:
     precision: Precision = FLOAT32
 
     def check(self) -> None:
-        """Raise SettingError naming a setting that cannot work."""
+        """Raise ParameterError naming a setting that cannot work."""
         for name in ("width", "height"):
             if getattr(self, name) < 16:
-                raise SettingError(name, "must be at least 16 pixels", getattr(self, name))
+                raise ParameterError(name, getattr(self, name), "at least 16 pixels")
         if self.frames < 2:
-            raise SettingError("frames", "must be at least 2", self.frames)
+            raise ParameterError("frames", self.frames, "at least 2")
         if self.repeats < 1:
-            raise SettingError("repeats", "must be at least 1", self.repeats)
+            raise ParameterError("repeats", self.repeats, "at least 1")
         if self.matmul_size < 64:
-            raise SettingError("matmul_size", "must be at least 64", self.matmul_size)
+            raise ParameterError("matmul_size", self.matmul_size, "at least 64")
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def run_bench(
         BenchResult with every figure.
 
     Raises:
-        SettingError: a setting cannot work.
+        ParameterError: a setting cannot work.
     """
     settings.check()
     check_settings(settings.tiles, loaded.stride)

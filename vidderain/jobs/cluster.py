@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidderain.engine import Engine, TileSettings
-from vidderain.errors import DiskFullError, SettingError, first_line
+from vidderain.errors import NAME, DiskFullError, ParameterError, first_line
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
 from vidderain.jobs.folder import FileResult, derain_files
@@ -63,11 +63,11 @@ class ClusterInfo:
 
 
 def import_ray():
-    """Import Ray, or raise SettingError (for `address`) with the install command when it is missing."""
+    """Import Ray, or raise ParameterError (for `address`) with the install command when it is missing."""
     try:
         import ray
     except ImportError:
-        raise SettingError("address", f"needs Ray, which is not installed: {RAY_HINT}") from None
+        raise ParameterError("address", sentence=f"{NAME} needs Ray, which is not installed: {RAY_HINT}") from None
     return ray
 
 
@@ -124,7 +124,8 @@ def _init(ray, address: str, workers: int | None) -> None:
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise SettingError("address", f"must be the address of a Ray cluster that answers ({first_line(exc)})", address) from None
+            raise ParameterError("address", address,
+                                 f"the address of a Ray cluster that answers ({first_line(exc)})") from None
 
 
 def derain_on_ray(
@@ -161,11 +162,11 @@ def derain_on_ray(
         failure; its temporary file is removed, so a re-run redoes it.
 
     Raises:
-        SettingError: Ray is not installed, the cluster cannot be reached (`address`), or
+        ParameterError: Ray is not installed, the cluster cannot be reached (`address`), or
             `workers` is below 1 or more than the cluster has room for.
     """
     if workers is not None and workers < 1:
-        raise SettingError("workers", "must be at least 1", workers)
+        raise ParameterError("workers", workers, "at least 1")
     video_options = video_options or VideoOptions()
     ray = start_cluster(address, workers)
     try:
@@ -175,8 +176,8 @@ def derain_on_ray(
         count = workers or max(int(gpus) or nodes, 1)
         slots, unit = (int(gpus), "GPU") if gpus else (int(cpus), "CPU")
         if count > slots:  # the extra workers would wait for room forever, and their files with them
-            raise SettingError("workers", f"must be at most {slots}, the workers the cluster has room for "
-                               f"(each takes 1 {unit})", count)
+            raise ParameterError("workers", count, f"at most {slots}, the workers the cluster has room for "
+                                 f"(each takes 1 {unit})")
         # SPREAD: one worker per machine before a second on any, as the default count assumes.
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         options["scheduling_strategy"] = "SPREAD"

@@ -20,7 +20,7 @@ import numpy as np
 
 from vidderain.jobs.compare import COMPARE_MODES, compose
 from vidderain.engine import Engine
-from vidderain.errors import NAME, DiskFullError, InputError, SettingError, no_such, not_a_file, permission_denied
+from vidderain.errors import NAME, DiskFullError, InputError, ParameterError, no_such, not_a_file, permission_denied
 from vidderain.io.files import check_output_location, make_output_folder
 from vidderain.io.images import read_image
 from vidderain.io.video import (
@@ -68,11 +68,11 @@ class VideoOptions:
     fps: Fraction | None = None
 
     def check(self) -> None:
-        """Raise SettingError naming a setting that cannot work."""
+        """Raise ParameterError naming a setting that cannot work."""
         if self.compare is not None and self.compare not in COMPARE_MODES:
-            raise SettingError("compare", f"must be one of {', '.join(COMPARE_MODES)}", self.compare)
+            raise ParameterError("compare", self.compare, f"one of {', '.join(COMPARE_MODES)}")
         if self.fps is not None and self.fps <= 0:
-            raise SettingError("fps", "must be positive", self.fps)
+            raise ParameterError("fps", self.fps, "positive")
 
 
 def split_position(index: int, fps: Fraction) -> float:
@@ -86,7 +86,7 @@ def check_video_job(source: Path, destination: Path, options: VideoOptions = Vid
     Raises:
         InputError: a missing or unreadable source; a destination that is a folder, has
             no video suffix, or is the source.
-        SettingError: a bad option or encoder setting; a folder of frames without `options.fps`.
+        ParameterError: a bad option or encoder setting; a folder of frames without `options.fps`.
     """
     options.check()
     if not source.exists():
@@ -94,8 +94,8 @@ def check_video_job(source: Path, destination: Path, options: VideoOptions = Vid
     if not os.access(source, os.R_OK):
         raise InputError(permission_denied(source))
     if source.is_dir() and options.fps is None:
-        raise SettingError("fps", f"a folder of frames needs {NAME}, its frame rate (e.g. 25 or 30000/1001)",
-                           path=source)
+        raise ParameterError("fps", sentence=f"a folder of frames needs {NAME}, its frame rate "
+                             "(e.g. 25 or 30000/1001)", path=source)
     if destination.is_dir():
         raise InputError(not_a_file(destination, "a video file"))
     container_for(destination)

@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from vidderain.errors import InputError, SettingError
+from vidderain.errors import InputError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class Distribution:
         return f"{self.name}: {workers}{self.replicas} replicas{role}"
 
     def check_batch(self, batch: int) -> None:
-        """Raise SettingError if the global batch does not split evenly over the replicas."""
+        """Raise ParameterError if the global batch does not split evenly over the replicas."""
         if batch % self.replicas:
-            raise SettingError("batch", f"must be a multiple of the {self.replicas} replicas of {self.name}", batch)
+            raise ParameterError("batch", batch, f"a multiple of the {self.replicas} replicas of {self.name}")
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:

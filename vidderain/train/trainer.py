@@ -33,7 +33,7 @@ from vidderain.data.pairs import Pair
 from vidderain.data.patches import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
 from vidderain.data.synth import RAIN_PRESETS
 from vidderain.engine import Engine, TileSettings
-from vidderain.errors import InputError, ParameterError, SettingError
+from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import write_image
 from vidderain.metrics import psnr, ssim
 from vidderain.models import save_model
@@ -75,19 +75,19 @@ class TrainSettings:
     rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.data.synth.RAIN_PRESETS
 
     def check(self) -> None:
-        """Raise SettingError, naming the setting and its value, for a setting that cannot work."""
+        """Raise ParameterError, naming the setting and its value, for a setting that cannot work."""
         if self.arch not in ARCHITECTURES:
-            raise SettingError("arch", f"must be one of {', '.join(ARCHITECTURES)}", self.arch)
+            raise ParameterError("arch", self.arch, f"one of {', '.join(ARCHITECTURES)}")
         arch = ARCHITECTURES[self.arch]
         if self.loss not in LOSSES:
-            raise SettingError("loss", f"must be one of {', '.join(LOSSES)}", self.loss)
+            raise ParameterError("loss", self.loss, f"one of {', '.join(LOSSES)}")
         for name in ("steps", "batch", "patch", "val_every"):
             if getattr(self, name) < 1:
-                raise SettingError(name, "must be at least 1", getattr(self, name))
+                raise ParameterError(name, getattr(self, name), "at least 1")
         if self.patch % arch.stride:
-            raise SettingError("patch", f"must be a multiple of {arch.stride} for {self.arch}", self.patch)
+            raise ParameterError("patch", self.patch, f"a multiple of {arch.stride} for {self.arch}")
         if not self.lr > 0:
-            raise SettingError("lr", "must be positive", self.lr)
+            raise ParameterError("lr", self.lr, "positive")
         if self.augment not in AUGMENTATIONS:
             raise ParameterError("augment", self.augment, f"one of {', '.join(AUGMENTATIONS)}")
         if not 0.0 <= self.rain_mix <= 1.0:

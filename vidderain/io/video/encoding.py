@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from vidderain.errors import InputError, SettingError
+from vidderain.errors import InputError, ParameterError
 from vidderain.io.video.ffmpeg import ffmpeg_exe, run_ffmpeg
 from vidderain.io.video.probe import VideoInfo
 
@@ -64,29 +64,29 @@ class EncoderSettings:
     pix_fmt: str = "yuv420p"
 
     def check(self) -> None:
-        """Raise SettingError naming the first setting this ffmpeg cannot use."""
+        """Raise ParameterError naming the first setting this ffmpeg cannot use."""
         if not isinstance(self.codec, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.codec):
-            raise SettingError("codec", "must be an ffmpeg encoder name", self.codec)
+            raise ParameterError("codec", self.codec, "an ffmpeg encoder name")
         encoder = _encoders().get(self.codec)
         if encoder is None or encoder[0] != "V":
-            raise SettingError("codec", "must name a video encoder of this ffmpeg (see `ffmpeg -encoders`)", self.codec)
+            raise ParameterError("codec", self.codec, "the name of a video encoder of this ffmpeg (see `ffmpeg -encoders`)")
         if self.crf is not None:
             if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 63:
-                raise SettingError("crf", "must be an integer from 0 to 63", self.crf)
+                raise ParameterError("crf", self.crf, "an integer from 0 to 63")
             if self.codec in _X26X and self.crf > 51:
-                raise SettingError("crf", f"must be from 0 to 51 for {self.codec}", self.crf)
+                raise ParameterError("crf", self.crf, f"from 0 to 51 for {self.codec}")
         if self.preset is not None:
             if not isinstance(self.preset, str) or not re.fullmatch(r"-?[A-Za-z0-9_]+", self.preset):
-                raise SettingError("preset", "must be a name or number", self.preset)
+                raise ParameterError("preset", self.preset, "a name or number")
             if self.codec in _X26X and self.preset not in _X26X_PRESETS:
-                raise SettingError("preset", f"must be one of {', '.join(_X26X_PRESETS)} for {self.codec}", self.preset)
+                raise ParameterError("preset", self.preset, f"one of {', '.join(_X26X_PRESETS)} for {self.codec}")
             if self.codec == "libsvtav1" and not re.fullmatch(r"-?\d+", self.preset):
-                raise SettingError("preset", "must be a number from -1 to 13 for libsvtav1", self.preset)
+                raise ParameterError("preset", self.preset, "a number from -1 to 13 for libsvtav1")
         if not isinstance(self.pix_fmt, str) or self.pix_fmt not in _pixel_formats():
-            raise SettingError("pix_fmt", "must be a pixel format of this ffmpeg (see `ffmpeg -pix_fmts`)", self.pix_fmt)
+            raise ParameterError("pix_fmt", self.pix_fmt, "a pixel format of this ffmpeg (see `ffmpeg -pix_fmts`)")
         supported = _encoder_help(self.codec).pix_fmts
         if supported and self.pix_fmt not in supported:
-            raise SettingError("pix_fmt", f"must be one that {self.codec} stores: {', '.join(supported)}", self.pix_fmt)
+            raise ParameterError("pix_fmt", self.pix_fmt, f"one that {self.codec} stores: {', '.join(supported)}")
 
     def for_frame_size(self, width: int, height: int) -> tuple[EncoderSettings, list[str]]:
         """Return settings that can store `width` x `height` frames at their exact size.
@@ -243,11 +243,11 @@ def check_container_codec(path: str | os.PathLike, codec: str) -> None:
     """Refuse an encoder whose video the container of `path` cannot hold.
 
     Raises:
-        SettingError: WebM with an encoder of anything but VP8, VP9 or AV1.
+        ParameterError: WebM with an encoder of anything but VP8, VP9 or AV1.
     """
     if container_for(path) == "webm" and _encoders()[codec][1] not in _WEBM_VIDEO_CODECS:
-        raise SettingError("codec", "must be a VP8, VP9 or AV1 encoder, such as libvpx-vp9 or libsvtav1, "
-                           "as WebM holds no other video", codec, path=path)
+        raise ParameterError("codec", codec, "a VP8, VP9 or AV1 encoder, such as libvpx-vp9 or libsvtav1, "
+                             "as WebM holds no other video", path=path)
 
 
 def encoder_args(

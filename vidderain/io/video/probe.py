@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from vidderain.errors import InputError, SettingError
+from vidderain.errors import InputError, ParameterError
 from vidderain.io.files import check_readable_file
 from vidderain.io.video.ffmpeg import NS_PER_SECOND, error_summary, ffmpeg_command, file_url, parse_log, run_ffmpeg
 
@@ -95,7 +95,7 @@ class Clip:
         duration: float or None. Seconds used from `start`. Defaults to None (to the end).
 
     Raises:
-        SettingError: `start` is negative, or `duration` not positive, or either not a number.
+        ParameterError: `start` is negative, or `duration` not positive, or either not a number.
     """
 
     info: VideoInfo
@@ -108,13 +108,13 @@ class Clip:
 
 
 def check_seconds(name: str, value: float | None, *, allow_zero: bool) -> float | None:
-    """Return a time in seconds as a float, or None; raise SettingError naming `name` if it cannot be one."""
+    """Return a time in seconds as a float, or None; raise ParameterError naming `name` if it cannot be one."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
-        raise SettingError(name, "must be a number of seconds", value)
+        raise ParameterError(name, value, "a number of seconds")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise SettingError(name, f"must be {'>= 0' if allow_zero else '> 0'} seconds", value)
+        raise ParameterError(name, value, f"{'>= 0' if allow_zero else '> 0'} seconds")
     return float(value)
 
 

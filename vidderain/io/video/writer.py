@@ -17,7 +17,7 @@ from types import TracebackType
 
 import numpy as np
 
-from vidderain.errors import DiskFullError, InputError, SettingError, no_such, not_a_file
+from vidderain.errors import DiskFullError, InputError, ParameterError, no_such, not_a_file
 from vidderain.io.files import atomic_output, check_output_location, is_out_of_space, write_error
 from vidderain.io.video.encoding import (
     EncoderSettings,
@@ -313,7 +313,7 @@ def _writer_command(
 def _check_size(width: int, height: int) -> tuple[int, int]:
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise SettingError(name, "must be a positive integer", value)
+            raise ParameterError(name, value, "a positive integer")
     return int(width), int(height)
 
 
@@ -321,9 +321,9 @@ def _check_fps(fps: Fraction | int | str) -> Fraction:
     try:
         rate = Fraction(fps)
     except (TypeError, ValueError, ZeroDivisionError):
-        raise SettingError("fps", "must be a positive number or ratio like 30000/1001", fps) from None
+        raise ParameterError("fps", fps, "a positive number or ratio like 30000/1001") from None
     if rate <= 0 or rate > 10_000:
-        raise SettingError("fps", "must be between 0 and 10000", fps)
+        raise ParameterError("fps", fps, "between 0 and 10000")
     return rate
 
 

@@ -28,14 +28,20 @@ def test_default_network_costs_no_more_than_the_paper(networks):
     assert count_macs(networks["default"]) <= count_macs(networks["paper"])
 
 
+def channels(name: str) -> int:
+    """Input channels: RGB, or a temporal network's window of RGB frames stacked on channels."""
+    return 3 * ARCHITECTURES[name].frames
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_network_takes_any_size_and_three_channels(networks, name):
-    assert tuple(networks[name].inputs[0].shape) == (None, None, None, 3)
+def test_network_takes_any_size_and_three_channels_per_frame(networks, name):
+    assert tuple(networks[name].inputs[0].shape) == (None, None, None, channels(name))
+    assert tuple(networks[name].outputs[0].shape) == (None, None, None, 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_network_runs_on_a_batch_of_ones(networks, name):
-    out = networks[name](ops.ones((2, 64, 64, 3)))
+    out = networks[name](ops.ones((2, 64, 64, channels(name))))
     assert tuple(out.shape) == (2, 64, 64, 3)
 
 
@@ -43,18 +49,19 @@ def test_network_runs_on_a_batch_of_ones(networks, name):
 @pytest.mark.parametrize(("height", "width"), [(8, 8), (8, 48), (40, 24), (72, 104)])
 def test_output_shape_equals_input_shape_for_multiples_of_the_stride(networks, name, height, width):
     assert height % ARCHITECTURES[name].stride == 0 and width % ARCHITECTURES[name].stride == 0
-    out = networks[name].predict_on_batch(np.zeros((1, height, width, 3), np.float32))
+    out = networks[name].predict_on_batch(np.zeros((1, height, width, channels(name)), np.float32))
     assert out.shape == (1, height, width, 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_outputs_stay_in_zero_one_even_for_extreme_inputs(networks, name):
     rng = np.random.default_rng(0)
+    shape = (32, 32, channels(name))
     batch = np.stack([
-        rng.random((32, 32, 3)),
-        np.ones((32, 32, 3)),
-        np.zeros((32, 32, 3)),
-        rng.normal(0.5, 3.0, (32, 32, 3)),  # far outside [0, 1]: the clamp must hold anyway
+        rng.random(shape),
+        np.ones(shape),
+        np.zeros(shape),
+        rng.normal(0.5, 3.0, shape),  # far outside [0, 1]: the clamp must hold anyway
     ]).astype(np.float32)
     out = networks[name].predict_on_batch(batch)
     assert out.min() >= 0.0 and out.max() <= 1.0
@@ -72,7 +79,7 @@ def test_sides_off_the_registry_stride_do_not_come_back_whole(networks, name):
     stride = ARCHITECTURES[name].stride
     side = stride + stride // 2
     try:
-        shape = networks[name].predict_on_batch(np.zeros((1, side, stride, 3), np.float32)).shape
+        shape = networks[name].predict_on_batch(np.zeros((1, side, stride, channels(name)), np.float32)).shape
     except Exception:  # Keras reports the mismatch at a skip connection as various types
         shape = None
     assert shape != (1, side, stride, 3)

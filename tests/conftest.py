@@ -15,6 +15,8 @@ import pytest
 
 TINY_UNET_WIDTHS = (8, 16, 32, 64)  # the default U-Net's depth (stride 8), a fraction of its width
 TINY_UNET_STEPS = 48
+TINY_TEMPORAL_WIDTHS = (4, 8, 16, 32)  # the temporal network's depth (stride 8) at an eighth of its width
+TINY_TEMPORAL_STEPS = 40
 
 
 def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -155,3 +157,65 @@ def trained_model(trained_model_path):
     from vidderain.models import load_model
 
     return load_model(trained_model_path)
+
+
+def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
+    """A small temporal U-Net (5 aligned frames) trained for `steps` Adam steps on synthetic rainy clips.
+
+    Returns (model, identity_mse, trained_mse): the mean squared error against the clean
+    centre frames of a held-out batch of windows, of the rainy centre frame itself and of
+    the model's result.
+    """
+    import keras
+
+    from vidderain.data.patches import ClipBatches
+    from vidderain.data.synth import RainSettings
+    from vidderain.nets.temporal import build_temporal_unet
+    from vidderain.temporal import WindowSpec
+    from vidderain.train.losses import mse
+
+    keras.utils.set_random_seed(0)
+    model = build_temporal_unet(5, widths=TINY_TEMPORAL_WIDTHS, name="temporal")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=mse)
+    scenes = [natural_image(160, 160, seed=200 + i) for i in range(4)]
+    spec = WindowSpec(5, align=True)
+    batches = ClipBatches(scenes, batch=8, patch=48, steps=steps, spec=spec, rain=RainSettings(), seed=0)
+    for step in range(steps):
+        model.train_on_batch(*batches[step])
+    windows, clean = ClipBatches(scenes, batch=16, patch=48, steps=1, spec=spec, rain=RainSettings(), seed=99)[0]
+    identity = float(np.mean((windows[..., 6:9] - clean) ** 2))
+    trained = float(np.mean((np.asarray(model.predict_on_batch(windows)) - clean) ** 2))
+    return model, identity, trained
+
+
+@pytest.fixture(scope="session")
+def temporal_model_path(tmp_path_factory) -> Path:
+    """`train_tiny_temporal()` saved as a `temporal` model file: windows of 5 frames, aligned."""
+    from vidderain.models import save_model
+
+    model, identity, trained = train_tiny_temporal()
+    assert trained < identity, f"the temporal fixture removes no rain: {trained} against {identity}"
+    path = tmp_path_factory.mktemp("models") / "tiny-temporal.keras"
+    save_model(
+        model,
+        path,
+        {
+            "arch": "temporal",
+            "widths": list(TINY_TEMPORAL_WIDTHS),
+            "stride": 8,
+            "overlap": 32,
+            "frames": 5,
+            "align": True,
+            "data": "synthetic rainy clips of drawn images (tests/conftest.py)",
+            "step": TINY_TEMPORAL_STEPS,
+        },
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def temporal_model(temporal_model_path):
+    """The temporal fixture model, loaded once through `vidderain.models.load_model`."""
+    from vidderain.models import load_model
+
+    return load_model(temporal_model_path)

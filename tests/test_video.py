@@ -1,4 +1,9 @@
-"""`vidderain video` end to end: real clips made with the bundled ffmpeg, a real trained model."""
+"""`vidderain video` end to end: real clips made with the bundled ffmpeg, a real trained model.
+
+The guarantees of a video job (every frame kept with its time, audio, rotation, no
+half-written output) are checked with a single-frame model and with a temporal one,
+which reads each frame's window of neighbouring frames.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from vidderain.cli import app
 from vidderain.engine import Engine, TileSettings
 from vidderain.io.files import PART_MARK
 from vidderain.io.images import write_image
-from vidderain.io.video import VideoReader, ffmpeg_exe, probe_video
+from vidderain.io.video import VideoReader, VideoWriter, ffmpeg_exe, probe_video
 from vidderain.pixels import to_float, to_integer
+from vidderain.temporal import WindowSpec, WindowStacker, window_indices
 
 runner = CliRunner()
 NTSC = Fraction(30000, 1001)
@@ -31,6 +37,12 @@ def make_clip(path: Path, *args: str) -> Path:
     return path
 
 
+@pytest.fixture(params=["single-frame", "temporal"])
+def any_model_path(request) -> Path:
+    """A single-frame model, then a temporal one (5 frames, aligned): the guarantees hold for both."""
+    return request.getfixturevalue("trained_model_path" if request.param == "single-frame" else "temporal_model_path")
+
+
 @pytest.fixture(scope="module")
 def ntsc_clip(tmp_path_factory) -> Path:
     """1 s of 64x48 video at 30000/1001 fps with 1.5 s of stereo audio."""
@@ -39,9 +51,9 @@ def ntsc_clip(tmp_path_factory) -> Path:
                      "-f", "lavfi", "-i", "sine=f=440:d=1.5", "-ac", "2", "-pix_fmt", "yuv420p", "-c:a", "aac")
 
 
-def test_video_keeps_frame_count_exact_rate_size_and_audio(ntsc_clip, tmp_path, trained_model_path):
+def test_video_keeps_frame_count_exact_rate_size_and_audio(ntsc_clip, tmp_path, any_model_path):
     out = tmp_path / "out.mp4"
-    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
+    result = invoke("video", ntsc_clip, out, "--model", any_model_path)
     assert result.exit_code == 0, result.output
     source, derained = probe_video(ntsc_clip), probe_video(out)
     assert derained.frame_count == source.frame_count == 30
@@ -69,12 +81,78 @@ def test_lossless_video_frame_equals_the_image_engine_result(ntsc_clip, tmp_path
         assert difference.max() <= 2, f"frame {index} differs by {difference.max()}"
 
 
-def test_rotated_phone_clip_comes_out_upright(tmp_path, trained_model_path):
+@pytest.fixture(scope="module")
+def rainy_clip(tmp_path_factory, make_natural_image, make_rainy) -> Path:
+    """12 frames of 64x48 at 25 fps: a still scene under rain that falls afresh in every frame."""
+    scene = make_natural_image(48, 64, seed=7)
+    path = tmp_path_factory.mktemp("clips") / "rainy.mp4"
+    with VideoWriter(path, 64, 48, 25) as writer:
+        for i in range(12):
+            writer.write(to_integer(make_rainy(scene, seed=i)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def neighbour_sensitive_model(tmp_path_factory):
+    """A temporal model (5 frames, aligned) whose output moves with every frame of its window.
+
+    Untrained on purpose: its random first layer weighs the neighbours as much as the
+    centre, so a wrong window shows in its output (a briefly trained one leans on the
+    centre frame and hides it).
+    """
+    import keras
+
+    from vidderain.models import load_model, save_model
+    from vidderain.nets.temporal import build_temporal_unet
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("models") / "untrained-temporal.keras"
+    save_model(build_temporal_unet(5, widths=(4, 8, 16, 32), name="temporal"), path,
+               {"arch": "temporal", "stride": 8, "overlap": 32, "frames": 5, "align": True})
+    return load_model(path)
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["compare-side", "ensemble"])
+def test_lossless_temporal_video_frame_equals_the_engine_on_its_window(rainy_clip, tmp_path, neighbour_sensitive_model,
+                                                                       ensemble):
+    loaded = neighbour_sensitive_model
+    out = tmp_path / "lossless.mkv"
+    extra = ["--ensemble"] if ensemble else ["--compare", "side"]
+    # Stored as RGB without loss, the network in float32 as below: the frames must match to the rounding.
+    result = invoke("video", rainy_clip, out, "--model", loaded.path, "--codec", "ffv1", "--pix-fmt", "bgr0",
+                    "--precision", "float32", *extra)
+    assert result.exit_code == 0, result.output
+    with VideoReader(rainy_clip) as reader:
+        source_frames = list(reader)
+    with VideoReader(out) as reader:
+        video_frames = list(reader)
+    count = len(source_frames)
+    assert len(video_frames) == count == 12
+    engine = Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap, ensemble=ensemble))
+    stacker = WindowStacker(WindowSpec(5, align=True))
+    prepared = [stacker.prepare(to_float(frame)) for frame in source_frames]
+
+    def derained_window(indices: list[int]) -> np.ndarray:
+        return to_integer(engine.process(stacker.stack([prepared[i] for i in indices]))).astype(int)
+
+    for index in (0, 1, 6, 10, 11):  # the replicated edges at both ends, and a frame with all its neighbours
+        expected = derained_window(window_indices(index, count, 2))
+        derained = (video_frames[index] if ensemble else video_frames[index][:, 64:]).astype(int)
+        assert np.abs(derained - expected).max() <= 1, f"frame {index} differs by {np.abs(derained - expected).max()}"
+        # A wrong window would show: the centre frame alone, or the window of the frame beside it.
+        beside = window_indices(index - 1 if index else 1, count, 2)
+        for wrong in ([index] * 5, beside):
+            assert np.abs(derained - derained_window(wrong)).max() > 4, f"frame {index}: {wrong}"
+        if not ensemble:  # the input beside the result is the window's centre frame
+            np.testing.assert_array_equal(video_frames[index][:, :64], source_frames[index], f"frame {index}")
+
+
+def test_rotated_phone_clip_comes_out_upright(tmp_path, any_model_path):
     stored = make_clip(tmp_path / "stored.mp4", "-f", "lavfi", "-i", "testsrc2=s=64x32:r=25:d=0.4", "-pix_fmt", "yuv420p")
     clip = make_clip(tmp_path / "phone.mp4", "-display_rotation", "90", "-i", str(stored), "-c", "copy")
     assert probe_video(clip).rotation in (90, 270)
     out = tmp_path / "out.mp4"
-    assert invoke("video", clip, out, "--model", trained_model_path).exit_code == 0
+    assert invoke("video", clip, out, "--model", any_model_path).exit_code == 0
     derained = probe_video(out)
     assert (derained.display_width, derained.display_height) == (32, 64)
 
@@ -88,12 +166,12 @@ def test_odd_size_is_kept_without_scaling(tmp_path, trained_model_path):
     assert (derained.display_width, derained.display_height, derained.frame_count) == (321, 181, 5)
 
 
-def test_variable_frame_rate_keeps_its_timestamps(tmp_path, trained_model_path):
+def test_variable_frame_rate_keeps_its_timestamps(tmp_path, any_model_path):
     clip = make_clip(tmp_path / "vfr.mkv", "-f", "lavfi", "-i",
                      "testsrc2=s=64x48:r=30:d=0.4[a];testsrc2=s=64x48:r=10:d=0.4[b];[a][b]concat=n=2:v=1",
                      "-fps_mode", "vfr", "-pix_fmt", "yuv420p")
     out = tmp_path / "out.mkv"
-    assert invoke("video", clip, out, "--model", trained_model_path).exit_code == 0
+    assert invoke("video", clip, out, "--model", any_model_path).exit_code == 0
     with VideoReader(clip) as reader:
         list(reader)
         source_times = list(reader.timestamps)
@@ -111,9 +189,9 @@ def test_clip_without_audio_works(tmp_path, trained_model_path):
     assert probe_video(out).audio_streams == 0
 
 
-def test_side_by_side_compare_doubles_the_width(ntsc_clip, tmp_path, trained_model_path):
+def test_side_by_side_compare_doubles_the_width(ntsc_clip, tmp_path, any_model_path):
     out = tmp_path / "compare.mp4"
-    assert invoke("video", ntsc_clip, out, "--model", trained_model_path, "--compare", "side").exit_code == 0
+    assert invoke("video", ntsc_clip, out, "--model", any_model_path, "--compare", "side").exit_code == 0
     assert (probe_video(out).width, probe_video(out).frame_count) == (128, 30)
 
 
@@ -130,13 +208,13 @@ def test_start_and_duration_trim_video_and_audio(ntsc_clip, tmp_path, trained_mo
     assert probe_video(out).frame_count == 15
 
 
-def test_folder_of_frames_with_fps(tmp_path, trained_model_path, make_natural_image):
+def test_folder_of_frames_with_fps(tmp_path, any_model_path, make_natural_image):
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(1, 12):
         write_image(frames / f"frame{i}.png", to_integer(make_natural_image(48, 64, seed=i)))
     out = tmp_path / "frames.mp4"
-    result = invoke("video", frames, out, "--model", trained_model_path, "--fps", "30000/1001")
+    result = invoke("video", frames, out, "--model", any_model_path, "--fps", "30000/1001")
     assert result.exit_code == 0, result.output
     info = probe_video(out)
     assert (info.frame_count, info.fps) == (11, NTSC)
@@ -175,7 +253,7 @@ def test_webm_with_only_a_crf_is_vp9_at_that_crf(ntsc_clip, tmp_path, trained_mo
     assert probe_video(out).codec == "vp9"
 
 
-def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip, tmp_path, trained_model_path,
+def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip, tmp_path, any_model_path,
                                                                       monkeypatch):
     original = Engine.run
 
@@ -187,7 +265,7 @@ def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip,
 
     monkeypatch.setattr(Engine, "run", stop_after_two_frames)
     out = tmp_path / "out.mp4"
-    result = invoke("video", ntsc_clip, out, "--model", trained_model_path)
+    result = invoke("video", ntsc_clip, out, "--model", any_model_path)
     assert result.exit_code == 130
     line = result.output.strip().splitlines()[-1]
     assert line == ("interrupted (Ctrl-C); nothing was written under the output's name; "
@@ -215,3 +293,18 @@ def test_folder_command_derains_videos_too(ntsc_clip, tmp_path, trained_model_pa
     assert result.exit_code == 0, result.output
     assert probe_video(tmp_path / "out" / "clip.mp4").frame_count == 30
     assert (tmp_path / "out" / "still.png").is_file()
+
+
+def test_folder_with_a_temporal_model_derains_its_videos_and_refuses_its_images(ntsc_clip, tmp_path,
+                                                                               temporal_model_path, make_natural_image):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(ntsc_clip.read_bytes())
+    write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
+    result = invoke("folder", folder, tmp_path / "out", "--model", temporal_model_path)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "still.png" in failed[0] and "needs a video" in failed[0], result.output
+    assert "1 derained, 1 failed, 0 skipped" in result.output
+    assert probe_video(tmp_path / "out" / "clip.mp4").frame_count == 30
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4"]

@@ -30,6 +30,7 @@ from vidderain.cli.options import (
     TileOption,
     check_model,
     describe,
+    describe_window,
     encoder_choice,
     load_engine,
 )
@@ -41,6 +42,7 @@ from vidderain.jobs import video as video_job
 from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
 from vidderain.jobs.folder import FileResult, derain_files, plan_folder
 from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
+from vidderain.temporal import WindowSpec
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that are already there.")]
 
@@ -111,7 +113,9 @@ def folder(
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
-    engine = load_engine(model, tile, overlap, batch, ensemble, precision) if ray_address is None else None
+    engine, window = None, None
+    if ray_address is None:
+        engine, window = load_engine(model, tile, overlap, batch, ensemble, precision)
     started = time.monotonic()
     with progress("rate") as bars:
         overall = bars.add_task("files", total=len(plan.todo), rate="")
@@ -136,7 +140,8 @@ def folder(
             bars.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
         if engine is not None:
-            results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame)
+            results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame,
+                                   window=window)
         else:
             results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, ensemble, precision,
                                      plan.todo, video_options, on_result, bars.console)
@@ -157,7 +162,8 @@ def _derain_on_ray(address: str, workers: Optional[int], model: str, tile: int, 
 
     def on_start(info: ClusterInfo) -> None:
         console.print(f"model {checked.path.name} ({checked.metadata.get('arch', '?')}) on {info.describe()} in "
-                      f"{info.precision.describe()}, {describe(settings)}", markup=False)
+                      f"{info.precision.describe()}, {describe(settings)}"
+                      f"{describe_window(WindowSpec.from_metadata(checked.metadata))}", markup=False)
 
     return derain_on_ray(checked.path, settings, todo, video_options, address=address, workers=workers,
                          on_result=on_result, on_start=on_start, precision=precision)
@@ -211,7 +217,7 @@ def video(
     if is_finished(out_path) and not overwrite:
         err.print(_already_done(f"{out_path}:"), markup=False)
         return
-    engine = load_engine(model, tile, overlap, batch, ensemble, precision)
+    engine, window = load_engine(model, tile, overlap, batch, ensemble, precision)
     started = time.monotonic()
     with progress("rate") as bars:
         task = bars.add_task(escape(in_path.name), total=None, rate="")
@@ -220,7 +226,7 @@ def video(
             rate = done / max(time.monotonic() - started, 1e-9)
             bars.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
-        notes = derain_video(engine, in_path, out_path, options, on_progress=on_progress)
+        notes = derain_video(engine, in_path, out_path, options, on_progress=on_progress, window=window)
     for note in notes:
         err.print(f"note: {note}", markup=False)
     frames = bars.tasks[task].completed

@@ -19,6 +19,7 @@ from vidderain.engine import Engine, TileSettings, check_settings
 from vidderain.io.video import EncoderChoice
 from vidderain.models import LoadedModel, ModelFile, inspect_model, load_model
 from vidderain.precision import Precision, at_precision, check_precision, resolve_precision
+from vidderain.temporal import WindowSpec
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="A bundled model name (see `vidderain models`) or a path to a .keras file.")
@@ -109,12 +110,26 @@ def describe(settings: TileSettings) -> str:
             + (", mirrored ensemble" if settings.ensemble else ""))
 
 
-def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemble: bool, precision: str) -> Engine:
-    """Check the model, settings and precision (`check_model`), load the network and say what runs where, in what."""
+def describe_window(window: WindowSpec) -> str:
+    """A temporal model's window in a few words (empty for a single-frame model), for the same line."""
+    if window.frames == 1:
+        return ""
+    return f", windows of {window.frames} frames" + (" aligned by optical flow" if window.align else "")
+
+
+def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemble: bool,
+                precision: str) -> tuple[Engine, WindowSpec]:
+    """Check the model, settings and precision (`check_model`), load the network and say what runs where, in what.
+
+    Returns:
+        The engine, and the window of frames its model reads for each output frame (one
+        frame, or a temporal model's window), which the jobs take beside it.
+    """
     checked, settings = check_model(name, tile, overlap, batch, ensemble, precision)
     loaded, device, chosen = load_checked(checked, precision)
     with quiet_native_stderr():
         network = at_precision(loaded.model, chosen)
+    window = WindowSpec.from_metadata(loaded.metadata)
     err.print(f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device} in {chosen.describe()}, "
-              f"{describe(settings)}", markup=False)
-    return Engine(network, loaded.stride, settings)
+              f"{describe(settings)}{describe_window(window)}", markup=False)
+    return Engine(network, loaded.stride, settings), window

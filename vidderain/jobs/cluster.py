@@ -28,6 +28,7 @@ from vidderain.jobs.folder import FileResult, derain_files
 from vidderain.jobs.video import VideoOptions
 from vidderain.models import load_model
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
+from vidderain.temporal import WindowSpec
 
 LOCAL = "local"
 RAY_HINT = "pip install 'vidderain[ray]'"
@@ -86,10 +87,11 @@ class FileWorker:
             path.write_bytes(model_bytes)
             loaded = load_model(path)
         self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings)
+        self.window = WindowSpec.from_metadata(loaded.metadata)  # a temporal model's window of frames
 
     def derain(self, source: Path, destination: Path, video_options: VideoOptions) -> FileResult:
         """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
-        return derain_files(self.engine, [(source, destination)], video_options)[0]
+        return derain_files(self.engine, [(source, destination)], video_options, window=self.window)[0]
 
 
 def start_cluster(address: str, workers: int | None = None):

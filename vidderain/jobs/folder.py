@@ -28,8 +28,10 @@ from vidderain.io.files import (
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
 from vidderain.jobs.video import RERUN_OF_A_STOPPED_VIDEO, VideoOptions, derain_video
+from vidderain.jobs.windows import SINGLE_FRAME
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
+from vidderain.temporal import WindowSpec
 
 
 # What a stopped folder job leaves and what a re-run does, for the user.
@@ -216,8 +218,12 @@ def derain_files(
     video_options: VideoOptions | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     on_frame: Callable[[Path, int, int | None], None] | None = None,
+    window: WindowSpec = SINGLE_FRAME,
 ) -> list[FileResult]:
     """Derain the images of `todo` (streamed together), then its videos one by one.
+
+    A temporal model (a window of several frames) derains videos only: each image is a
+    failed file, one line saying why (`image_refused`), and the videos go on.
 
     Args:
         engine: Engine. Runs the network.
@@ -225,6 +231,8 @@ def derain_files(
         video_options: VideoOptions or None. How videos are written. Defaults to VideoOptions().
         on_result: callable or None. Called with each FileResult as it completes.
         on_frame: callable or None. Called as `(video source, frames done, frames total or None)`.
+        window: WindowSpec. The frames the model reads for each output frame (`derain_video`).
+            Defaults to one frame.
 
     Returns:
         The FileResults, images first, then videos.
@@ -235,11 +243,17 @@ def derain_files(
     video_options = video_options or VideoOptions()
     images = [item for item in todo if not is_video_path(item[0])]
     videos = [item for item in todo if is_video_path(item[0])]
-    results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
+    if window.frames == 1:
+        results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
+    else:
+        results = [FileResult(source, destination, image_refused(source, window)) for source, destination in images]
+        for result in results:
+            if on_result:
+                on_result(result)
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
         try:
-            notes = derain_video(engine, source, destination, video_options, on_progress=progress)
+            notes = derain_video(engine, source, destination, video_options, on_progress=progress, window=window)
             result = FileResult(source, destination, notes=tuple(f"{source}: {note}" for note in notes))
         except InputError as exc:
             result = FileResult(source, destination, str(exc))
@@ -247,6 +261,12 @@ def derain_files(
         if on_result:
             on_result(result)
     return results
+
+
+def image_refused(source: Path, window: WindowSpec) -> str:
+    """Why a temporal model does not derain the image `source`, in one line."""
+    return (f"{source}: an image; this model derains video frames from their {window.frames - 1} neighbours, "
+            "so it needs a video (a single-frame model derains images)")
 
 
 def _inside(path: Path, folder: Path) -> bool:

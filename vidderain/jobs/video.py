@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vidderain.jobs.compare import COMPARE_MODES, compose
+from vidderain.jobs.windows import SINGLE_FRAME, check_window, model_inputs, read_ahead
 from vidderain.engine import Engine
 from vidderain.errors import NAME, DiskFullError, InputError, ParameterError, no_such, not_a_file, permission_denied
 from vidderain.io.files import check_output_location, make_output_folder
@@ -37,6 +38,7 @@ from vidderain.io.video import (
 )
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import to_float, to_integer
+from vidderain.temporal import WindowSpec
 
 SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and back
 # What a re-run does with a video whose job was stopped, for the user. A stopped job
@@ -111,6 +113,7 @@ def derain_video(
     destination: Path,
     options: VideoOptions = VideoOptions(),
     on_progress: Callable[[int, int | None], None] | None = None,
+    window: WindowSpec = SINGLE_FRAME,
 ) -> list[str]:
     """Derain `source` (a video file or a folder of frames) into the video file `destination`.
 
@@ -120,6 +123,9 @@ def derain_video(
         destination: Path. The output video; its suffix picks the container. Written atomically.
         options: VideoOptions. Trimming, encoding, comparison. Defaults to VideoOptions().
         on_progress: callable or None. Called as `(frames_done, frames_total_or_None)` after each frame.
+        window: WindowSpec. The frames the model reads for each output frame (its file's metadata,
+            `WindowSpec.from_metadata`): each frame with its neighbours for a temporal model
+            (`vidderain.jobs.windows`). Defaults to one frame.
 
     Returns:
         Notes: streams re-encoded or left out, pixel-format switches, and a damaged or
@@ -130,6 +136,7 @@ def derain_video(
         DiskFullError: the destination filled up; nothing is left under its name.
     """
     check_video_job(source, destination, options)
+    check_window(engine, window)
     encoder = encoder_for(destination, options.encoder)
     video, reader = _open_source(source, options)
     out_width = video.width * 2 if options.compare == "side" else video.width
@@ -151,7 +158,8 @@ def derain_video(
             done = 0
             # A full disk (DiskFullError) is raised as it is, to end a folder job as well.
             with BackgroundWorker(depth=4, name="encode-video", fatal=(DiskFullError,)) as encoder_thread:
-                for key, derained in engine.run(prefetch(decoded(), depth=4, name="decode-video")):
+                inputs = prefetch(model_inputs(decoded(), window), depth=read_ahead(window), name="decode-video")
+                for key, derained in engine.run(inputs):
                     encoder_thread.submit(key.index, encode, key, derained)
                     _raise_first(encoder_thread.completed())
                     done += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from vidderain.jobs import bench
 from vidderain.jobs.bench import TARGETS, BenchResult, rainy_clip_frames
 from vidderain.cli import app
+from vidderain.temporal import WindowStacker
 
 runner = CliRunner()
 
@@ -52,6 +54,29 @@ def test_bench_forced_to_bfloat16_times_float32_beside_it(trained_model_path):
     assert "in bfloat16 (asked for)" in result.stderr
 
 
+def test_bench_with_a_temporal_model_times_its_windows_in_every_figure(temporal_model_path, monkeypatch):
+    # Stacking a window (the optical flow) is made to take 50 ms: every time the bench reports must hold it.
+    stack = WindowStacker.stack
+
+    def slow_stack(self, window):
+        time.sleep(0.05)
+        return stack(self, window)
+
+    monkeypatch.setattr(WindowStacker, "stack", slow_stack)
+    monkeypatch.setattr(bench, "peak_rss_of_video_job", lambda *args, **kwargs: 500.0)  # subprocesses: not this test's
+    frames = 4
+    result = runner.invoke(app, ["bench", "--model", str(temporal_model_path), "--size", "64x48", "--frames", frames,
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["window_frames"], report["aligned"]) == (5, True)
+    for name in ("compute_seconds", "video_seconds", "loop_seconds", "float32_compute_seconds"):
+        assert report[name] >= frames * 0.05, name
+    for name in ("tiled_frame_seconds", "whole_frame_seconds"):
+        assert report[name] >= 0.05, name
+    assert "windows included" in result.stderr
+
+
 def _result(**changes) -> BenchResult:
     figures = {
         "model": "m.keras", "device": "CPU (2 cores, tensorflow)", "width": 640, "height": 360, "frames": 24,
@@ -86,6 +111,13 @@ def test_bench_table_shows_the_six_figures_with_targets_and_verdicts(monkeypatch
     assert any(line.startswith("1 engine compute") and "0.553 MP/s" in line for line in lines)
     assert any(line.startswith("7 network at its precision / float32") and "1.90x" in line for line in lines)
     assert "bfloat16 (CPU has avx512_bf16)" in lines[0]
+
+
+def test_bench_table_says_a_temporal_models_windows_are_in_every_figure(monkeypatch, temporal_model_path):
+    monkeypatch.setattr(bench, "run_bench", lambda loaded, settings, on_stage=None: _result(window_frames=5, aligned=True))
+    result = runner.invoke(app, ["bench", "--model", str(temporal_model_path)])
+    assert result.exit_code == 0, result.output
+    assert "batch 1, windows of 5 frames aligned by optical flow (in every figure);" in result.stdout.splitlines()[0]
 
 
 def test_bench_refuses_a_size_that_is_not_width_x_height():

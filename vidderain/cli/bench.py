@@ -16,10 +16,12 @@ from vidderain.cli.options import (
     PrecisionOption,
     TileOption,
     check_model,
+    describe_window,
     load_checked,
 )
 from vidderain.engine import TileSettings
 from vidderain.errors import InputError
+from vidderain.temporal import WindowSpec
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -46,7 +48,8 @@ def bench(
     end, as a ratio to (1), (3) the obvious per-frame loop with the same model (float32,
     as loaded), (4) one frame tiled against whole, (5) the network's FLOP/s against a
     dense matrix multiply's, (6) peak memory of `vidderain video` on the clip and on one
-    4x as long, (7) the network at the chosen precision against float32.
+    4x as long, (7) the network at the chosen precision against float32. With a temporal
+    model, each frame's window is made in every figure, its optical flow included.
     """
     width, height = _frame_size(size)
     # Before Keras takes seconds to start.
@@ -73,9 +76,10 @@ def bench(
 
     r = result
     plan = f"{r.tiles_per_frame} tile{'s' if r.tiles_per_frame > 1 else ''} of {r.tile_width}x{r.tile_height}"
+    window = describe_window(WindowSpec(r.window_frames, r.aligned))
     lines = [
         (f"{r.frames} frames of {r.width}x{r.height}; tile {r.tile or 'whole frame'} ({plan}), overlap {r.overlap}, "
-         f"batch {r.batch}; {r.device}; {r.precision}"),
+         f"batch {r.batch}{window + ' (in every figure)' if window else ''}; {r.device}; {r.precision}"),
         row("figure", f"{'measured':<36} {'ratio':>8}  {'target':<8} result"),
         row("1 engine compute", f"{r.compute_megapixels_per_second:.3f} MP/s, {r.frames / r.compute_seconds:.2f} frames/s"),
         row("2 `video` end to end / compute", f"{r.video_frames_per_second:.2f} frames/s", "video_over_compute",

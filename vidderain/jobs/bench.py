@@ -18,6 +18,12 @@ measures, in one process and on the same frames:
 The obvious loop of figure 3 is what a user writes: `predict_on_batch` on the model
 as loaded, in float32, whatever precision the job runs at.
 
+A temporal model reads each frame's window of neighbouring frames
+(`vidderain.jobs.windows`); every figure then includes making the windows, the optical
+flow of an aligned model included: the engine's figures (1, 4, 5, 7) stack them as the
+`video` job does, in a thread beside the network, and the obvious loop stacks each
+window in its own loop, with the same preparation, before `predict_on_batch`.
+
 Ratios, not seconds, are what compare across runs: a shared machine's absolute
 times vary. Nothing here prints; progress goes through a callback.
 """
@@ -43,11 +49,14 @@ from vidderain.engine import Engine, TileSettings, check_settings, pad_frame
 from vidderain.errors import ParameterError
 from vidderain.io.video import VideoReader, VideoWriter
 from vidderain.jobs.video import VideoOptions, derain_video
+from vidderain.jobs.windows import check_window, model_inputs, read_ahead
 from vidderain.models import LoadedModel
 from vidderain.nets import count_macs
+from vidderain.pipeline import prefetch
 from vidderain.pixels import to_float, to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.data.synth import add_rain
+from vidderain.temporal import WindowSpec, WindowStacker
 
 # Figure name -> (bound, target): "max" figures pass at or below the target, "min" at or above.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -128,6 +137,9 @@ class BenchResult:
         memory_ratio: float. Figure 6: peak_rss_long_mb / peak_rss_mb.
         float32_compute_seconds: float. Figure 7: the engine over the same frames at float32.
         precision_speedup: float. Figure 7: float32_compute_seconds / compute_seconds (1 at float32).
+        window_frames: int. Frames the model reads per output frame (1, or a temporal model's
+            window, whose stacking every figure includes). Defaults to 1.
+        aligned: bool. The window's neighbours are aligned by optical flow. Defaults to False.
     """
 
     model: str
@@ -160,6 +172,8 @@ class BenchResult:
     memory_ratio: float
     float32_compute_seconds: float
     precision_speedup: float
+    window_frames: int = 1
+    aligned: bool = False
 
     def passed(self) -> dict[str, bool]:
         """Whether each figure with a target meets it, by figure name (see `TARGETS`)."""
@@ -205,15 +219,18 @@ def _scene(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
     """Derain `source` the way anyone would in ten lines: frame by frame, whole, no overlap of stages.
 
-    Frames are padded to the network's stride (it needs that) and cropped back.
+    Frames are padded to the network's stride (it needs that) and cropped back. A temporal
+    model gets each frame's window, stacked in the same loop with the `video` job's
+    preparation (`vidderain.jobs.windows`, alignment included).
 
     Returns:
         Frames written.
     """
     stride = loaded.stride
+    spec = WindowSpec.from_metadata(loaded.metadata)
     with VideoReader(source) as reader, VideoWriter.matching(destination, reader) as writer:
-        for frame, time in reader.timed():
-            rgb = to_float(frame)
+        decoded = ((time, to_float(frame)) for frame, time in reader.timed())
+        for time, rgb in model_inputs(decoded, spec):
             height, width = rgb.shape[:2]
             padded = pad_frame(rgb, math.ceil(height / stride) * stride, math.ceil(width / stride) * stride)
             derained = loaded.model.predict_on_batch(padded[None])[0, :height, :width]
@@ -291,6 +308,8 @@ def run_bench(
     engine = Engine(network, loaded.stride, settings.tiles)
     whole = Engine(network, loaded.stride, TileSettings(tile=0, overlap=settings.tiles.overlap, batch=1))
     float32_engine = Engine(loaded.model, loaded.stride, settings.tiles)
+    spec = WindowSpec.from_metadata(loaded.metadata)
+    check_window(engine, spec)
 
     with tempfile.TemporaryDirectory(prefix="vidderain-bench-") as folder:
         work = Path(folder)
@@ -305,21 +324,30 @@ def run_bench(
         with VideoReader(clip) as reader:
             decoded = [to_float(frame) for frame in reader]
 
+        stacker = WindowStacker(spec)
+
+        def first_input() -> np.ndarray:
+            # One frame's input: a temporal model's full window, prepared and stacked anew.
+            if spec.frames == 1:
+                return decoded[0]
+            window = [decoded[index % len(decoded)] for index in range(spec.frames)]
+            return stacker.stack([stacker.prepare(frame) for frame in window])
+
         stage("compiling")
-        engine.process(decoded[0])
-        whole.process(decoded[0])
-        float32_engine.process(decoded[0])
+        engine.process(first_input())
+        whole.process(first_input())
+        float32_engine.process(first_input())
         plan = engine.plan(height, width)
 
-        stage("1: engine compute")
+        stage("1: engine compute" + (", windows included" if spec.frames > 1 else ""))
         started = time.perf_counter()
-        for _, _ in engine.run(enumerate(decoded)):
+        for _, _ in engine.run(_inputs(decoded, spec)):
             pass
         compute = time.perf_counter() - started
 
         stage("2: `video` end to end")
         started = time.perf_counter()
-        derain_video(engine, clip, work / "video.mp4", VideoOptions())
+        derain_video(engine, clip, work / "video.mp4", VideoOptions(), window=spec)
         video = time.perf_counter() - started
 
         stage("3: the obvious loop")
@@ -328,8 +356,8 @@ def run_bench(
         loop = time.perf_counter() - started
 
         stage("4: one frame tiled and whole")
-        tiled_frame = _best_seconds(lambda: engine.process(decoded[0]), settings.repeats)
-        whole_frame = _best_seconds(lambda: whole.process(decoded[0]), settings.repeats)
+        tiled_frame = _best_seconds(lambda: engine.process(first_input()), settings.repeats)
+        whole_frame = _best_seconds(lambda: whole.process(first_input()), settings.repeats)
 
         stage("5: dense matrix multiply")
         gflops = 2 * count_macs(loaded.model) * megapixels * 1e6 / compute / 1e9
@@ -344,7 +372,7 @@ def run_bench(
         else:
             stage("7: engine compute at float32")
             started = time.perf_counter()
-            for _, _ in float32_engine.run(enumerate(decoded)):
+            for _, _ in float32_engine.run(_inputs(decoded, spec)):
                 pass
             float32_compute = time.perf_counter() - started
 
@@ -379,7 +407,16 @@ def run_bench(
         memory_ratio=rss_long / rss,
         float32_compute_seconds=float32_compute,
         precision_speedup=float32_compute / compute,
+        window_frames=spec.frames,
+        aligned=spec.align,
     )
+
+
+def _inputs(decoded: list[np.ndarray], spec: WindowSpec):
+    """The engine's input for each decoded frame: the frame, or its window stacked in a thread as `video` does."""
+    if spec.frames == 1:
+        return enumerate(decoded)
+    return prefetch(model_inputs(enumerate(decoded), spec), depth=read_ahead(spec), name="stack-windows")
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int) -> float:

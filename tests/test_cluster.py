@@ -90,6 +90,26 @@ def test_ray_local_writes_the_bytes_a_local_run_writes(ray_module, rainy_folder,
     assert files_of(out) == local_results
 
 
+@pytest.mark.slow
+def test_ray_workers_derain_videos_with_a_temporal_model_as_a_local_run_does(ray_module, tmp_path,
+                                                                             temporal_model_path, make_natural_image):
+    from vidderain.io.video import ffmpeg_exe
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.6",
+                    "-pix_fmt", "yuv420p", str(folder / "clip.mp4")], check=True)
+    write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
+    local = invoke("folder", folder, tmp_path / "local", "--model", temporal_model_path)
+    result = invoke("folder", folder, tmp_path / "ray", "--model", temporal_model_path, "--ray", "local",
+                    "--workers", 1)
+    for run in (local, result):
+        assert run.exit_code == 1, run.output
+        assert "1 derained, 1 failed" in run.output and "still.png: an image" in run.output
+    assert "windows of 5 frames aligned by optical flow" in result.output
+    assert files_of(tmp_path / "ray") == files_of(tmp_path / "local") and (tmp_path / "ray" / "clip.mp4").is_file()
+
+
 def _kill_the_worker_writing(folder: Path, name: str, killed: list[int], timeout: float = 120.0) -> None:
     """Wait until ffmpeg writes a temporary of `folder/name`, then SIGKILL its parent, the Ray worker."""
     stem = f".{Path(name).stem}"

@@ -2,6 +2,7 @@
 
 - `folder`: every image and video of a folder into another folder;
 - `video`: one video (or a folder of frames) into a video file;
+- `windows`: a stream of frames as the windows of neighbouring frames a temporal model reads;
 - `cluster`: a folder job's files spread over Ray workers, whole files each;
 - `evaluate`: scores of derained images against clean ones;
 - `bench`: the speed and memory figures of `vidderain bench`;

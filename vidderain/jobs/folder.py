@@ -265,8 +265,8 @@ def derain_files(
 
 def image_refused(source: Path, window: WindowSpec) -> str:
     """Why a temporal model does not derain the image `source`, in one line."""
-    return (f"{source}: an image; this model derains video frames from their {window.frames - 1} neighbours, "
-            "so it needs a video (a single-frame model derains images)")
+    return (f"{source}: an image, and this model needs a video: it derains each frame with its "
+            f"{window.frames - 1} neighbours (a single-frame model derains images)")
 
 
 def _inside(path: Path, folder: Path) -> bool:

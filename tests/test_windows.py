@@ -40,6 +40,20 @@ def test_a_window_is_stacked_as_soon_as_its_last_neighbour_is_read():
         assert len(read) == min(centre + 3, 8), centre
 
 
+@pytest.mark.parametrize("begin", [1, 2, 5, 8])
+def test_a_stream_that_starts_with_skipped_neighbours_gives_the_windows_of_a_run_from_the_first_frame(begin):
+    spec = WindowSpec(5, align=False)
+    frames = list(enumerate(flat_frames(9)))
+    whole = list(stack_windows(frames, spec))
+    start = max(0, begin - spec.radius)  # the neighbours a resumed job reads before its first frame
+    resumed = list(stack_windows(frames[start:], spec, skip=begin - start))
+    assert [key for key, _ in resumed] == list(range(begin, 9))
+    for (key, window), (_, expected) in zip(resumed, whole[begin:]):
+        np.testing.assert_array_equal(window, expected, f"frame {key}")
+    assert [key for key, _ in model_inputs(frames[begin:], WindowSpec(1, align=False), skip=0)] == list(range(begin, 9))
+    assert [key for key, _ in model_inputs(frames, WindowSpec(1, align=False), skip=begin)] == list(range(begin, 9))
+
+
 def test_aligned_windows_equal_the_stacker_on_the_whole_clip(make_natural_image):
     scene = make_natural_image(72, 120, seed=5)
     clip = [np.ascontiguousarray(scene[:, 3 * i : 3 * i + 96]) for i in range(6)]  # a camera panning 3 px a frame

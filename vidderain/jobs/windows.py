@@ -16,6 +16,7 @@ network.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -33,12 +34,17 @@ SINGLE_FRAME = WindowSpec(frames=1, align=False)
 READ_AHEAD = 4
 
 
-def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec) -> Iterator[tuple[Key, np.ndarray]]:
+def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
+                  skip: int = 0) -> Iterator[tuple[Key, np.ndarray]]:
     """Turn a stream of frames into the stream of their windows, in order, one per frame.
 
     Args:
         frames: iterable of (key, frame). Each frame float32 HxWx3 in [0, 1], all of one size.
         spec: WindowSpec. Frames per window and whether to align them.
+        skip: int. The first `skip` frames are read as neighbours only, and get no window:
+            a job that starts after the first frame (a resumed one) reads the K frames
+            before it first (or all of them, when fewer), so its windows are those of
+            a run from the first frame. Defaults to 0.
 
     Yields:
         (key, window): the key of the window's centre frame and the float32 HxWx(3*frames)
@@ -57,15 +63,22 @@ def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec) ->
     for key, frame in frames:
         ring.append((key, stacker.prepare(frame)))
         count += 1
-        if count > radius:  # frame `count - 1` is the last neighbour of the window centred `radius` before it
-            yield window(count - 1 - radius, count)
-    for centre in range(max(0, count - radius), count):  # the last K frames: their future is the last frame
+        centre = count - 1 - radius  # frame `count - 1` is this window's last neighbour
+        if centre >= skip:
+            yield window(centre, count)
+    for centre in range(max(skip, count - radius), count):  # the last K frames: their future is the last frame
         yield window(centre, count)
 
 
-def model_inputs(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec) -> Iterable[tuple[Key, np.ndarray]]:
-    """What the engine reads for each frame: the frame itself for a single-frame model, else its window."""
-    return frames if spec.frames == 1 else stack_windows(frames, spec)
+def model_inputs(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
+                 skip: int = 0) -> Iterable[tuple[Key, np.ndarray]]:
+    """What the engine reads for each frame: the frame itself for a single-frame model, else its window.
+
+    The first `skip` frames get none (`stack_windows`).
+    """
+    if spec.frames == 1:
+        return itertools.islice(frames, skip, None) if skip else frames
+    return stack_windows(frames, spec, skip)
 
 
 def read_ahead(spec: WindowSpec) -> int:

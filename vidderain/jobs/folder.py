@@ -28,7 +28,7 @@ from vidderain.io.files import (
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
 from vidderain.jobs.video import RERUN_OF_A_STOPPED_VIDEO, VideoOptions, derain_video
-from vidderain.jobs.windows import SINGLE_FRAME
+from vidderain.jobs.windows import SINGLE_FRAME, check_window
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
 from vidderain.temporal import WindowSpec
@@ -240,6 +240,7 @@ def derain_files(
     Raises:
         DiskFullError: the destination filled up; the results finished before are kept.
     """
+    check_window(engine, window)
     video_options = video_options or VideoOptions()
     images = [item for item in todo if not is_video_path(item[0])]
     videos = [item for item in todo if is_video_path(item[0])]
@@ -247,8 +248,8 @@ def derain_files(
         results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
     else:
         results = [FileResult(source, destination, image_refused(source, window)) for source, destination in images]
-        for result in results:
-            if on_result:
+        if on_result:
+            for result in results:
                 on_result(result)
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None

@@ -284,24 +284,26 @@ def test_not_a_video_is_one_line_and_leaves_nothing(tmp_path, trained_model_path
     assert not [p for p in tmp_path.iterdir() if PART_MARK in p.name]
 
 
-def test_folder_command_derains_videos_too(ntsc_clip, tmp_path, trained_model_path, make_natural_image):
+@pytest.fixture
+def clip_and_still(ntsc_clip, tmp_path, make_natural_image) -> Path:
+    """A folder holding the NTSC clip and a still image."""
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "clip.mp4").write_bytes(ntsc_clip.read_bytes())
     write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
-    result = invoke("folder", folder, tmp_path / "out", "--model", trained_model_path)
+    return folder
+
+
+def test_folder_command_derains_videos_too(clip_and_still, tmp_path, trained_model_path):
+    result = invoke("folder", clip_and_still, tmp_path / "out", "--model", trained_model_path)
     assert result.exit_code == 0, result.output
     assert probe_video(tmp_path / "out" / "clip.mp4").frame_count == 30
     assert (tmp_path / "out" / "still.png").is_file()
 
 
-def test_folder_with_a_temporal_model_derains_its_videos_and_refuses_its_images(ntsc_clip, tmp_path,
-                                                                               temporal_model_path, make_natural_image):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "clip.mp4").write_bytes(ntsc_clip.read_bytes())
-    write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
-    result = invoke("folder", folder, tmp_path / "out", "--model", temporal_model_path)
+def test_folder_with_a_temporal_model_derains_its_videos_and_refuses_its_images(clip_and_still, tmp_path,
+                                                                               temporal_model_path):
+    result = invoke("folder", clip_and_still, tmp_path / "out", "--model", temporal_model_path)
     assert result.exit_code == 1, result.output
     failed = [line for line in result.output.splitlines() if line.startswith("failed")]
     assert len(failed) == 1 and "still.png" in failed[0] and "needs a video" in failed[0], result.output

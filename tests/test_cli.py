@@ -135,6 +135,25 @@ def test_tile_that_is_not_a_multiple_of_the_stride_is_refused(photo_folder, tmp_
 
 
 @pytest.mark.parametrize("command", ["folder", "video", "bench"])
+def test_the_first_line_comes_before_the_model_loads(command, photo_folder, tmp_path, trained_model_path, monkeypatch):
+    import keras
+
+    said_before_loading = []
+
+    def load_model(*args, **kwargs):  # records what the user had been told when Keras starts reading
+        said_before_loading.append(True)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(keras.saving, "load_model", load_model)
+    paths = {"folder": [photo_folder, tmp_path / "out"], "video": [photo_folder, tmp_path / "out.mp4", "--fps", 5],
+             "bench": []}[command]
+    result = invoke(command, *paths, "--model", trained_model_path)
+    assert said_before_loading
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0] == f"loading model {trained_model_path.name} ..."
+
+
+@pytest.mark.parametrize("command", ["folder", "video", "bench"])
 def test_a_tile_off_the_stride_is_refused_with_the_nearest_before_the_model_loads(command, photo_folder, tmp_path,
                                                                                    trained_model_path, monkeypatch):
     import keras

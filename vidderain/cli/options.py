@@ -97,6 +97,8 @@ def load_checked(checked: ModelFile, precision: str = "float32") -> tuple[Loaded
         checked: ModelFile. What `check_model` returned.
         precision: str. "auto", "float32" or "bfloat16" (checked already). Defaults to "float32".
     """
+    # Said at once: starting the ML backend and loading the network takes seconds.
+    err.print(f"loading model {checked.path.name} ...", markup=False)
     with quiet_native_stderr():
         loaded = load_model(checked.path)
         device = describe_device()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from vidderain.errors import (
 )
 
 PART_MARK = ".vidderain-part"
+RESUME_MARK = ".vidderain-resume"  # ends the name of a video's working folder (`working_folder`)
 # Bytes of the output's stem kept in a temporary name: with the mark, 8 hex digits and
 # the suffix it stays far below the 255-byte limit of a file name, however long the
 # output's name is (a 250-byte unicode name must not make its temporary name too long).
@@ -76,6 +78,29 @@ def _create_temporary(path: Path) -> Path:
 
 def _short_stem(path: Path) -> str:
     return os.fsencode(path.stem)[:_STEM_BYTES].decode("utf-8", errors="ignore")  # whole characters only
+
+
+def working_folder(destination: str | os.PathLike) -> Path:
+    """The hidden folder beside the video `destination` where its finished segments wait.
+
+    `.NAME.vidderain-resume`, in the destination's folder and never under its name, so
+    an unfinished video never looks finished; a very long name is shortened, with a
+    digest of the whole name so that two outputs never share a folder.
+
+    Args:
+        destination: str or PathLike. The output video.
+    """
+    path = Path(destination)
+    name = path.name
+    if len(os.fsencode(name)) > 2 * _STEM_BYTES:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+        name = f"{_short_stem(path)}-{digest}{path.suffix}"
+    return path.with_name(f".{name}{RESUME_MARK}")
+
+
+def is_working_folder(path: str | os.PathLike) -> bool:
+    """Return True if `path` is named as a video's working folder (`working_folder`)."""
+    return Path(path).name.endswith(RESUME_MARK)
 
 
 def is_partial(path: str | os.PathLike) -> bool:

@@ -19,6 +19,7 @@ The stages, in the order a frame meets them:
 - `reader`: decoding (`VideoReader`), each frame with its time; `frames`: a folder of image frames instead;
 - `encoding`: the encoder settings for an output path (`encoder_for`, `EncoderSettings`);
 - `writer`: encoding and muxing (`VideoWriter`), with `mkv` framing the frames for ffmpeg;
+- `segments`: joining the segments a long video is written in (`join_segments`), without re-encoding;
 - `ffmpeg`: running ffmpeg itself, its processes and its logs, for all of the above.
 """
 
@@ -34,8 +35,9 @@ from vidderain.io.video.encoding import (
 )
 from vidderain.io.video.ffmpeg import ffmpeg_exe
 from vidderain.io.video.frames import read_frame_folder, read_frames
-from vidderain.io.video.probe import Clip, VideoInfo, probe_video
-from vidderain.io.video.reader import TimedFrame, VideoReader
+from vidderain.io.video.probe import Clip, HdrMetadata, VideoInfo, probe_video
+from vidderain.io.video.reader import FrameMark, TimedFrame, VideoReader
+from vidderain.io.video.segments import Segment, join_segments
 from vidderain.io.video.writer import VideoWriter
 
 __all__ = [
@@ -44,6 +46,9 @@ __all__ = [
     "Clip",
     "EncoderChoice",
     "EncoderSettings",
+    "FrameMark",
+    "HdrMetadata",
+    "Segment",
     "TimedFrame",
     "VideoInfo",
     "VideoReader",
@@ -53,6 +58,7 @@ __all__ = [
     "encoder_for",
     "ffmpeg_exe",
     "is_video_path",
+    "join_segments",
     "probe_video",
     "read_frame_folder",
     "read_frames",

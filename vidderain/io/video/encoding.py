@@ -11,19 +11,28 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
 from vidderain.errors import InputError, ParameterError
-from vidderain.io.video.ffmpeg import ffmpeg_exe, run_ffmpeg
-from vidderain.io.video.probe import VideoInfo
+from vidderain.io.video.ffmpeg import ffmpeg_exe, pixel_depth, pixel_format_depths, run_ffmpeg
+from vidderain.io.video.probe import HdrMetadata, VideoInfo
 
 # Output suffix -> ffmpeg muxer.
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 VIDEO_SUFFIXES = frozenset(VIDEO_FORMATS)
 
 _CONTAINER_CODECS = {"webm": "libvpx-vp9"}  # containers whose default encoder is not libx264
+# The default encoder for a source of more than 8 bits per sample: one that stores 10 bits
+# and that players decode in hardware (HEVC Main 10 as phones record it; VP9 profile 2 in WebM).
+_DEEP_CONTAINER_CODECS = {"webm": "libvpx-vp9"}
+_DEEP_CODEC = "libx265"
+_DEEP_NAMES = {("libx265", 10): "HEVC Main 10", ("libx265", 12): "HEVC Main 12", ("libvpx-vp9", 10): "VP9 profile 2",
+               ("libvpx-vp9", 12): "VP9 profile 2"}
+# HEVC in MP4 and MOV is tagged hvc1 (parameter sets in the header), which Apple's players
+# and phones require; ffmpeg's default, hev1, they refuse to open.
+_HEVC_TAG_CONTAINERS = frozenset({"mp4", "mov"})
 _CODEC_CRF = {"libvpx": 32, "libvpx-vp9": 32}  # encoders whose default CRF is not 18
 _X26X = frozenset({"libx264", "libx264rgb", "libx265"})
 _WEBM_VIDEO_CODECS = frozenset({"vp8", "vp9", "av1"})
@@ -56,12 +65,18 @@ class EncoderSettings:
         pix_fmt: str. Stored pixel format. Defaults to "yuv420p", the one every player
             decodes. A frame with an odd side cannot be stored in 4:2:0 by most
             encoders; `for_frame_size` then switches to the 4:4:4 variant.
+        tag: str or None. The stream's codec tag in the container ("hvc1"); None: ffmpeg's.
+            Defaults to None.
+        reason: str. Why `encoder_for` chose what it did where a user would ask, one line
+            (a 10-bit source's encoder); "" when nothing needs saying. Not compared.
     """
 
     codec: str = "libx264"
     crf: int | None = 18
     preset: str | None = "medium"
     pix_fmt: str = "yuv420p"
+    tag: str | None = None
+    reason: str = field(default="", compare=False)
 
     def check(self) -> None:
         """Raise ParameterError naming the first setting this ffmpeg cannot use."""
@@ -168,10 +183,8 @@ def _encoder_help(codec: str) -> _EncoderHelp:
     return _EncoderHelp(tuple(formats[1].split()) if formats else (), options)
 
 
-@functools.lru_cache(maxsize=1)
 def _pixel_formats() -> frozenset[str]:
-    text = run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-pix_fmts"]).stdout
-    return frozenset(m[1] for line in text.split("-----", 1)[-1].splitlines() if (m := re.match(r"\S{5} (\S+)", line)))
+    return frozenset(pixel_format_depths())
 
 
 @dataclass(frozen=True)
@@ -191,33 +204,82 @@ class EncoderChoice:
     pix_fmt: str | None = None
 
 
-def encoder_for(path: str | os.PathLike, choice: EncoderChoice = EncoderChoice()) -> EncoderSettings:
+def encoder_for(
+    path: str | os.PathLike, choice: EncoderChoice = EncoderChoice(), source_depth: int = 8
+) -> EncoderSettings:
     """The encoder settings for an output at `path`: what `choice` gives, defaults for the rest.
 
-    The one place that picks encoder defaults. The codec is the container's (libvpx-vp9
-    for WebM, which holds no H.264; libx264 elsewhere); the CRF is 18, or 32 for
-    libvpx's VP8 and VP9, whose scale differs; the preset is "medium" for x264 and
-    x265 and the encoder's own default for encoders with other presets or none; the
-    pixel format is yuv420p. Settings the user gave are kept as given, so a `.webm`
+    The one place that picks encoder defaults. For an 8-bit source the codec is the
+    container's (libvpx-vp9 for WebM, which holds no H.264; libx264 elsewhere) and the
+    pixel format yuv420p. A source of more bits per sample keeps them: libx265 at
+    yuv420p10le (HEVC Main 10, as phones record; VP9 profile 2 for WebM), or the 12-bit
+    format for a 12-bit source where the encoder stores one; a codec chosen without a
+    pixel format gets its own format of that depth, or 8 bits with `reason` saying so.
+    The CRF is 18, or 32 for libvpx's VP8 and VP9, whose scale differs; the preset is
+    "medium" for x264 and x265 and the encoder's own default for the others. HEVC in
+    MP4 and MOV is tagged hvc1. Settings the user gave are kept as given, so a `.webm`
     output with only a CRF chosen is VP9 at that CRF.
 
     Args:
         path: str or PathLike. The output file; its suffix names the container.
         choice: EncoderChoice. What the user chose. Defaults to EncoderChoice() (nothing).
+        source_depth: int. Bits per sample of the source video (`VideoInfo.bit_depth`).
+            Defaults to 8.
 
     Returns:
-        The settings, not yet checked against this ffmpeg (`EncoderSettings.check`).
+        The settings, not yet checked against this ffmpeg (`EncoderSettings.check`); their
+        `reason` says in one line what a source of more than 8 bits gets, and why.
     """
     container = VIDEO_FORMATS.get(Path(path).suffix.lower())
-    codec = choice.codec if choice.codec is not None else _CONTAINER_CODECS.get(container, EncoderSettings.codec)
+    deep = source_depth > 8 and (choice.pix_fmt is None or pixel_depth(choice.pix_fmt) > 8)
+    if choice.codec is not None:
+        codec = choice.codec
+    elif deep:
+        codec = _DEEP_CONTAINER_CODECS.get(container, _DEEP_CODEC)
+    else:
+        codec = _CONTAINER_CODECS.get(container, EncoderSettings.codec)
     default_crf = _CODEC_CRF.get(codec, EncoderSettings.crf)
     default_preset = EncoderSettings.preset if codec in _X26X else None
+    pix_fmt, reason = EncoderSettings.pix_fmt, ""
+    if choice.pix_fmt is not None:
+        pix_fmt = choice.pix_fmt
+    elif source_depth > 8:
+        pix_fmt = _deep_pix_fmt(codec, source_depth)
+    tag = "hvc1" if codec == "libx265" and container in _HEVC_TAG_CONTAINERS else None
+    if source_depth > 8:
+        reason = _depth_reason(codec, pix_fmt, tag, source_depth, choice)
     return EncoderSettings(
         codec=codec,
         crf=default_crf if choice.crf is None else choice.crf,
         preset=default_preset if choice.preset is None else choice.preset,
-        pix_fmt=EncoderSettings.pix_fmt if choice.pix_fmt is None else choice.pix_fmt,
+        pix_fmt=pix_fmt,
+        tag=tag,
+        reason=reason,
     )
+
+
+def _deep_pix_fmt(codec: str, source_depth: int) -> str:
+    """4:2:0 at the source's depth (12 bits at most) where `codec` stores it, else 10 bits, else 8."""
+    supported = _encoder_help(codec).pix_fmts
+    for depth in (12, 10) if source_depth >= 12 else (10,):
+        candidate = f"yuv420p{depth}le"
+        if not supported or candidate in supported:
+            return candidate
+    return EncoderSettings.pix_fmt
+
+
+def _depth_reason(codec: str, pix_fmt: str, tag: str | None, source_depth: int, choice: EncoderChoice) -> str:
+    """One line: what a source of more than 8 bits per sample is written as, and why."""
+    kept = pixel_depth(pix_fmt)
+    if kept <= 8:
+        why = f"pix_fmt {pix_fmt} as chosen" if choice.pix_fmt is not None else f"{codec} stores 8 bits only"
+        return f"{source_depth}-bit source written at 8 bits per sample: {why}"
+    details = ", ".join([codec, pix_fmt] + ([f"tagged {tag}"] if tag else []))
+    name = _DEEP_NAMES.get((codec, kept)) if pix_fmt.startswith("yuv420p") else None
+    what = f"{name} ({details})" if name else details
+    chosen = [name for name, value in (("codec", choice.codec), ("pix_fmt", choice.pix_fmt)) if value is not None]
+    chosen_text = f" ({' and '.join(chosen)} as chosen)" if chosen else ""
+    return f"{source_depth}-bit source: {what}{chosen_text}, keeping {kept} bits per sample"
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -275,7 +337,12 @@ def encoder_args(
             args += ["-preset", settings.preset]
         else:
             notes.append(f"preset {settings.preset!r} ignored: {settings.codec} has no preset option")
+    if settings.tag is not None:
+        args += ["-tag:v", settings.tag]
     args += _color_args(source, settings.pix_fmt)
+    hdr_args, hdr_notes = _hdr_args(settings.codec, source.hdr if source is not None else None)
+    args += hdr_args
+    notes += hdr_notes
     filters = _color_filters(source)
     if sample_aspect_ratio != 1:
         sar = sample_aspect_ratio
@@ -285,6 +352,41 @@ def encoder_args(
     # Keep the frames' own times (no rate conversion) on a clock fine enough to hold them exactly.
     args += ["-fps_mode", "passthrough", "-enc_time_base", f"1/{tick.denominator}"]
     return args, notes
+
+
+def _hdr_args(codec: str, hdr: HdrMetadata | None) -> tuple[list[str], list[str]]:
+    """Carry an HDR source's mastering display and content light level into encoders that take them.
+
+    The frames reach ffmpeg as raw RGB, without side data, so these are handed to the
+    encoder as its own parameters: x265's and SVT-AV1's. Other encoders cannot be given
+    them from ffmpeg's command line; a note says so.
+    """
+    if hdr is None:
+        return [], []
+    mastering = hdr.primaries is not None and hdr.white_point is not None and hdr.luminance is not None
+    if codec == "libx265":
+        params = []
+        if mastering:
+            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
+            # x265 counts chromaticity in 0.00002 and luminance in 0.0001 cd/m^2, green first.
+            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731
+            params.append(f"master-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(*hdr.white_point)}"
+                          f"L({round(hdr.luminance[1] * 10000)},{round(hdr.luminance[0] * 10000)})")
+        if hdr.max_cll is not None:
+            params.append(f"max-cll={hdr.max_cll},{hdr.max_fall or 0}")
+        return ["-x265-params", ":".join(params)], []
+    if codec == "libsvtav1":
+        params = []
+        if mastering:
+            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
+            xy = lambda x, y: f"({x:.4f},{y:.4f})"  # noqa: E731
+            params.append(f"mastering-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(*hdr.white_point)}"
+                          f"L({hdr.luminance[1]:.4f},{hdr.luminance[0]:.4f})")
+        if hdr.max_cll is not None:
+            params.append(f"content-light={hdr.max_cll},{hdr.max_fall or 0}")
+        return ["-svtav1-params", ":".join(params)], []
+    return [], [f"HDR mastering display and light level not carried: {codec} takes them only from "
+                f"the frames, and ffmpeg gets raw frames (libx265 or libsvtav1 carry them)"]
 
 
 def _color_args(source: VideoInfo | None, pix_fmt: str) -> list[str]:

@@ -34,6 +34,25 @@ def ffmpeg_exe() -> str:
         raise InputError(f"no ffmpeg binary found ({exc})") from None
 
 
+@functools.lru_cache(maxsize=1)
+def pixel_format_depths() -> dict[str, int]:
+    """Every pixel format this ffmpeg knows, with the most bits it stores per sample (`ffmpeg -pix_fmts`)."""
+    text = run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-pix_fmts"]).stdout
+    depths = {}
+    for line in text.split("-----", 1)[-1].splitlines():
+        # FLAGS NAME NB_COMPONENTS BITS_PER_PIXEL BIT_DEPTHS, e.g. "IO... yuv420p10le 3 15 10-10-10".
+        fields = line.split()
+        if len(fields) >= 2 and len(fields[0]) == 5:
+            bits = [int(b) for b in fields[-1].split("-") if b.isdigit()] if len(fields) >= 5 else []
+            depths[fields[1]] = max(bits, default=8)
+    return depths
+
+
+def pixel_depth(pix_fmt: str) -> int:
+    """Bits per sample that `pix_fmt` stores (10 for yuv420p10le); 8 for a format this ffmpeg does not list."""
+    return pixel_format_depths().get(pix_fmt, 8)
+
+
 def seconds_arg(seconds: float) -> str:
     """Seconds as ffmpeg's `-ss`/`-t` take them, to the microsecond."""
     return f"{seconds:.6f}"

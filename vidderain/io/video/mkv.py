@@ -1,8 +1,8 @@
 """Matroska framing: the writer feeds ffmpeg a minimal live Matroska stream.
 
-One track of uncompressed RGB24 frames, one cluster per frame holding the frame's
-time in nanoseconds: the simplest input ffmpeg reads that carries a time per raw
-frame.
+One track of uncompressed RGB frames (RGB24, or RGB48LE for more than 8 bits per
+sample), one cluster per frame holding the frame's time in nanoseconds: the simplest
+input ffmpeg reads that carries a time per raw frame.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ def _element(element_id: str, payload: bytes) -> bytes:
     return bytes.fromhex(element_id) + _ebml_size(len(payload)) + payload
 
 
-def mkv_header(width: int, height: int, default_duration_ns: int) -> bytes:
-    """The EBML header, segment, info and the one track of `width` x `height` RGB24 frames."""
+def mkv_header(width: int, height: int, default_duration_ns: int, deep: bool = False) -> bytes:
+    """The EBML header, segment, info and the one track of `width` x `height` RGB frames.
+
+    Args:
+        deep: bool. 16 bits per sample (RGB48LE) instead of 8 (RGB24). Defaults to False.
+    """
     ebml = _element(
         "1A45DFA3",
         _element("4286", _ebml_uint(1))  # EBMLVersion
@@ -49,7 +53,8 @@ def mkv_header(width: int, height: int, default_duration_ns: int) -> bytes:
         "E0",
         _element("B0", _ebml_uint(width))  # PixelWidth
         + _element("BA", _ebml_uint(height))  # PixelHeight
-        + _element("2EB524", b"RGB\x18"),  # ColourSpace: FourCC of packed RGB24
+        # ColourSpace: ffmpeg's raw FourCC of packed RGB24 ('RGB' 24) or RGB48LE ('RGB' 48).
+        + _element("2EB524", b"RGB" + bytes([48 if deep else 24])),
     )
     track = _element(
         "AE",

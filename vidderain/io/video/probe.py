@@ -18,7 +18,35 @@ from pathlib import Path
 
 from vidderain.errors import InputError, ParameterError
 from vidderain.io.files import check_readable_file
-from vidderain.io.video.ffmpeg import NS_PER_SECOND, error_summary, ffmpeg_command, file_url, parse_log, run_ffmpeg
+from vidderain.io.video.ffmpeg import (
+    NS_PER_SECOND,
+    error_summary,
+    ffmpeg_command,
+    file_url,
+    parse_log,
+    pixel_depth,
+    run_ffmpeg,
+)
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """What an HDR video says about the display it was mastered on and its brightest light.
+
+    Attributes:
+        primaries: tuple of (x, y). Chromaticity of the mastering display's red, green and
+            blue, CIE 1931, e.g. ((0.68, 0.32), (0.265, 0.69), (0.15, 0.06)); None if not stated.
+        white_point: (x, y) or None. Its white point, e.g. (0.3127, 0.329).
+        luminance: (min, max) or None. Its luminance range in cd/m^2, e.g. (0.005, 1000.0).
+        max_cll: int or None. Maximum content light level in cd/m^2.
+        max_fall: int or None. Maximum frame-average light level in cd/m^2.
+    """
+
+    primaries: tuple[tuple[float, float], ...] | None = None
+    white_point: tuple[float, float] | None = None
+    luminance: tuple[float, float] | None = None
+    max_cll: int | None = None
+    max_fall: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,14 @@ class VideoInfo:
         color_transfer: str or None. e.g. "bt709", "smpte2084", None if untagged.
         sample_aspect_ratio: Fraction. Pixel shape as stored; 1 for square pixels.
         variable_frame_rate: bool. True if frame intervals vary (best effort).
+        bit_depth: int. Bits per sample as decoded: 8, or 10 and more for high-end and
+            phone HDR video. Defaults to 8.
+        container: str. The demuxer ffmpeg read it with, e.g. "mov,mp4,m4a,3gp,3g2,mj2".
+            Defaults to "" (unknown).
+        start_time: Fraction or None. The file's start time in seconds, to the microsecond,
+            which ffmpeg subtracts from every frame's time. Defaults to None (not stated).
+        hdr: HdrMetadata or None. Mastering display and content light level of HDR video.
+            Defaults to None (none stated).
     """
 
     path: Path
@@ -67,6 +103,10 @@ class VideoInfo:
     color_transfer: str | None
     sample_aspect_ratio: Fraction
     variable_frame_rate: bool
+    bit_depth: int = 8
+    container: str = ""
+    start_time: Fraction | None = None
+    hdr: HdrMetadata | None = None
 
     @property
     def display_width(self) -> int:
@@ -178,6 +218,10 @@ def probe_video(path: str | os.PathLike, *, count_frames: bool = True) -> VideoI
         color_transfer=frame["color_transfer"],
         sample_aspect_ratio=header["sample_aspect_ratio"],
         variable_frame_rate=variable,
+        bit_depth=max(pixel_depth(header["pix_fmt"]), 8),
+        container=header["container"],
+        start_time=header["start_time"],
+        hdr=_parse_hdr(lines),
     )
 
 
@@ -215,6 +259,8 @@ _SAR_RE = re.compile(r"SAR (\d+):(\d+)")
 _MATRIX_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+(?:\.\d+)?)\s*$", re.IGNORECASE)
 _RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
+_START_RE = re.compile(r"Duration: .*?, start: (-?\d+\.\d+)")
+_INPUT_RE = re.compile(r"^Input #0, (.+), from ")
 
 
 def _parse_input_header(lines: list[str]) -> dict | None:
@@ -234,7 +280,11 @@ def _parse_input_header(lines: list[str]) -> dict | None:
     sample_aspect_ratio = Fraction(int(sar[1]), int(sar[2])) if sar and int(sar[1]) and int(sar[2]) else Fraction(1)
     rates = {kind: _rate_from_text(value, k) for value, k, kind in _RATE_RE.findall(video[1][0])}
     duration = next((m for line in section if (m := _DURATION_RE.search(line))), None)
+    start = next((m for line in section if (m := _START_RE.search(line))), None)
+    container = next((m for line in lines if (m := _INPUT_RE.match(line))), None)
     return {
+        "container": container[1] if container else "",
+        "start_time": Fraction(start[1]) if start else None,
         "codec": codec,
         "pix_fmt": pix_fmt,
         "width": int(size[1]),
@@ -353,6 +403,39 @@ def _parse_first_frame(lines: list[str]) -> dict | None:
         "color_transfer": tags[3],
         "size": (int(size[1]), int(size[2])) if size else None,
     }
+
+
+_NUMBER = r"(-?[\d.]+)"
+_MASTERING_RE = re.compile(
+    rf"mastering display metadata: has_primaries:(\d) has_luminance:(\d) r\({_NUMBER},\s*{_NUMBER}\) "
+    rf"g\({_NUMBER},\s*{_NUMBER}\) b\({_NUMBER}[,\s]\s*{_NUMBER}\) wp\({_NUMBER},\s*{_NUMBER}\) "
+    rf"min_luminance={_NUMBER}, max_luminance={_NUMBER}",
+    re.IGNORECASE,
+)
+_LIGHT_RE = re.compile(r"content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)", re.IGNORECASE)
+
+
+def _parse_hdr(lines: list[str]) -> HdrMetadata | None:
+    """HDR side data of the first frame, as `showinfo` (or the stream header) prints it; None without any."""
+    mastering = next((m for line in lines if (m := _MASTERING_RE.search(line))), None)
+    light = next((m for line in lines if (m := _LIGHT_RE.search(line))), None)
+    if mastering is None and light is None:
+        return None
+    primaries = white = luminance = None
+    if mastering is not None:
+        values = [float(v) for v in mastering.groups()[2:]]
+        if mastering[1] == "1":
+            primaries = ((values[0], values[1]), (values[2], values[3]), (values[4], values[5]))
+            white = (values[6], values[7])
+        if mastering[2] == "1":
+            luminance = (values[8], values[9])
+    return HdrMetadata(
+        primaries=primaries,
+        white_point=white,
+        luminance=luminance,
+        max_cll=int(light[1]) if light else None,
+        max_fall=int(light[2]) if light else None,
+    )
 
 
 def _parse_framecrc(text: str) -> tuple[Fraction, list[int], list[int]] | None:

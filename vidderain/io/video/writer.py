@@ -47,7 +47,7 @@ _MAX_TIMESCALE = 2**31 - 1
 
 
 class VideoWriter:
-    """Encode RGB uint8 frames into a video file, written atomically.
+    """Encode RGB frames (uint8, or uint16 for more than 8 bits per sample) into a video file, written atomically.
 
     Frames go to ffmpeg inside a Matroska stream that carries each frame's time, so
     the output keeps the source's timing exactly: its rational rate for constant-rate
@@ -60,7 +60,9 @@ class VideoWriter:
     and its colour tags and metadata are kept. A stream the container cannot
     hold as it is gets re-encoded (audio: AAC for MP4/MOV/MKV, Opus for WebM, MP3 for
     AVI; text subtitles: mov_text for MP4/MOV, WebVTT for WebM) or, failing that,
-    left out; `notes` says which.
+    left out; `notes` says which. With `copy_streams` False the file holds the video
+    stream alone (a segment, to be joined with the others and the source's streams by
+    `vidderain.io.video.segments.join_segments`).
 
     The file appears under `path` only when `close` succeeds (a `with` block without
     an exception); otherwise nothing is left, not even the temporary file.
@@ -80,6 +82,12 @@ class VideoWriter:
         source: Clip or None. The stretch of video the frames came from: audio,
             subtitles, colour tags, metadata and time base are taken from it. Defaults to None.
         sample_aspect_ratio: Fraction. Pixel shape of the frames. Defaults to 1 (square).
+        dtype: np.uint8 or np.uint16. The frames' samples: 16-bit frames carry a source of
+            more than 8 bits per sample to an encoder that keeps them. Defaults to np.uint8.
+        copy_streams: bool. Copy the source's audio, subtitles and metadata into the file.
+            Defaults to True.
+        name: Path or None. The output that errors name, where `path` is a part of it (a
+            segment). Defaults to None (`path`).
 
     Raises:
         InputError: a setting, the path, or the source cannot be used.
@@ -95,10 +103,15 @@ class VideoWriter:
         settings: EncoderSettings | None = None,
         source: Clip | None = None,
         sample_aspect_ratio: Fraction = Fraction(1),
+        dtype: np.dtype | type = np.uint8,
+        copy_streams: bool = True,
+        name: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.name = Path(name) if name is not None else self.path
         self.width, self.height = _check_size(width, height)
         self.fps = _check_fps(fps)
+        self.dtype = _check_dtype(dtype)
         container = _check_output(self.path, source)
         settings = encoder_for(self.path) if settings is None else settings
         settings.check()
@@ -106,10 +119,11 @@ class VideoWriter:
         check_container_codec(self.path, self.settings.codec)
         info = source.info if source is not None else None
         tick = _output_tick(self.fps, info.time_base if info else None)
-        streams, stream_notes = _plan_source_streams(info, container) if info else ([], [])
+        streams, stream_notes = plan_source_streams(info, container) if info and copy_streams else ([], [])
         video_args, video_notes = encoder_args(self.settings, info, Fraction(sample_aspect_ratio), tick)
         self.notes += stream_notes + video_notes
-        args = _writer_command(source, streams, video_args, container)
+        video_input = ["-f", "matroska", "-i", "pipe:0"]
+        args = mux_command(video_input, source if copy_streams else None, streams, video_args, container)
         self._tick_ns = math.ceil(NS_PER_SECOND * tick)
         self._lock = threading.RLock()
         self._count = 0
@@ -123,10 +137,10 @@ class VideoWriter:
         try:
             tmp = self._atomic.__enter__()
         except OSError as exc:
-            raise write_error(self.path, exc.strerror or str(exc), is_out_of_space(exc)) from None
+            raise write_error(self.name, exc.strerror or str(exc), is_out_of_space(exc)) from None
         try:
             self._process = FfmpegProcess([*args, file_url(tmp)], stdin=True)
-            self._send(mkv_header(self.width, self.height, self._last_step_ns))
+            self._send(mkv_header(self.width, self.height, self._last_step_ns, deep=self.dtype == np.uint16))
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -152,6 +166,7 @@ class VideoWriter:
             settings=settings,
             source=reader.clip,
             sample_aspect_ratio=reader.info.display_sample_aspect_ratio,
+            dtype=reader.dtype,
         )
 
     def __enter__(self) -> VideoWriter:
@@ -174,26 +189,27 @@ class VideoWriter:
         """Queue one frame for encoding; calls from several threads are serialised.
 
         Args:
-            frame: np.ndarray. RGB uint8, `height` x `width` x 3.
+            frame: np.ndarray. RGB of the writer's `dtype`, `height` x `width` x 3.
             pts: Fraction or None. Presentation time in seconds; None: `1/fps` after the previous frame.
 
         Raises:
             ValueError: the frame has the wrong shape or type.
             InputError: ffmpeg stopped (its error, e.g. an unknown codec option or a full disk).
         """
-        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+        if frame.dtype != self.dtype or frame.shape != (self.height, self.width, 3):
             raise ValueError(
-                f"Expected an RGB uint8 frame of shape {(self.height, self.width, 3)}. "
+                f"Expected an RGB {self.dtype} frame of shape {(self.height, self.width, 3)}. "
                 f"Received: shape={frame.shape}, dtype={frame.dtype}"
             )
         with self._lock:
             if self._closed:
-                raise InputError(f"{self.path}: the writer is already closed")
+                raise InputError(f"{self.name}: the writer is already closed")
             time_ns = self._next_time_ns(pts)
             if self._pending is not None:
                 self._send_frame(*self._pending, duration_ns=None)
-            # Held back one frame: only the next frame tells how long this one lasts.
-            self._pending = (time_ns, np.array(frame, copy=True, order="C"))
+            # Held back one frame: only the next frame tells how long this one lasts. 16-bit
+            # samples go to ffmpeg little-endian (RGB48LE), whatever this machine's order.
+            self._pending = (time_ns, np.array(frame, dtype=self.dtype.newbyteorder("<"), copy=True, order="C"))
             self._count += 1
 
     def close(self) -> None:
@@ -208,7 +224,7 @@ class VideoWriter:
                 return
             try:
                 if self._pending is None:
-                    raise InputError(f"{self.path}: no frames were written")
+                    raise InputError(f"{self.name}: no frames were written")
                 self._send_frame(*self._pending, duration_ns=self._last_step_ns)
                 self._pending = None
                 self._process.close_stdin()
@@ -219,10 +235,19 @@ class VideoWriter:
                 try:
                     self._atomic.__exit__(None, None, None)
                 except OSError as exc:
-                    raise write_error(self.path, exc.strerror or str(exc), is_out_of_space(exc)) from None
+                    raise write_error(self.name, exc.strerror or str(exc), is_out_of_space(exc)) from None
             except BaseException as exc:
                 self._abort(exc)
                 raise
+
+    def kill(self) -> None:
+        """End ffmpeg now, from any thread, without waiting for a write or `close` in progress.
+
+        Whatever was writing or closing then fails, and the temporary file is removed
+        as on any failure: the way a stop ends a writer that another thread is finishing.
+        """
+        if self._process is not None:
+            self._process.stop()
 
     def _abort(self, exc: BaseException) -> None:
         """Stop ffmpeg and remove the temporary file."""
@@ -265,27 +290,41 @@ class VideoWriter:
 
     def _ffmpeg_error(self, what: str) -> InputError | DiskFullError:
         """The error for an ffmpeg that failed while writing, told apart: a full disk ends the whole run."""
-        summary = self._process.error_summary()
-        if hasattr(signal, "SIGXFSZ") and self._process.returncode == -signal.SIGXFSZ:
-            # Over `ulimit -f`, the kernel ends ffmpeg with SIGXFSZ before it can log anything.
-            return write_error(self.path, "the file size limit was reached", out_of_space=True)
-        if any(text in summary.lower() for text in _OUT_OF_SPACE_TEXTS):
-            return write_error(self.path, summary, out_of_space=True)
-        return InputError(f"{self.path}: {what} ({summary})")
+        return ffmpeg_write_error(self.name, self._process, what)
+
+
+def ffmpeg_write_error(name: Path, process: FfmpegProcess, what: str) -> InputError | DiskFullError:
+    """The error for an ffmpeg that failed while writing `name`, told apart: a full disk ends the whole run."""
+    summary = process.error_summary()
+    if hasattr(signal, "SIGXFSZ") and process.returncode == -signal.SIGXFSZ:
+        # Over `ulimit -f`, the kernel ends ffmpeg with SIGXFSZ before it can log anything.
+        return write_error(name, "the file size limit was reached", out_of_space=True)
+    if any(text in summary.lower() for text in _OUT_OF_SPACE_TEXTS):
+        return write_error(name, summary, out_of_space=True)
+    return InputError(f"{name}: {what} ({summary})")
 
 
 # How ffmpeg words a write that failed because the destination is full (strerror of ENOSPC, EDQUOT, EFBIG).
 _OUT_OF_SPACE_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
 
 
-def _writer_command(
+def mux_command(
+    video_input: list[str],
     source: Clip | None,
     streams: list[tuple[str, int, str]],
     video_args: list[str],
     container: str,
 ) -> list[str]:
-    """ffmpeg's arguments, up to the output path: frames on stdin, the rest from `source`."""
-    args = [*ffmpeg_command("warning"), "-y", "-f", "matroska", "-i", "pipe:0"]
+    """ffmpeg's arguments, up to the output path: video from `video_input`, the rest from `source`.
+
+    Args:
+        video_input: list of str. The first input's options and `-i` (frames on stdin, or segments to join).
+        source: Clip or None. Where audio, subtitles, attachments and metadata come from, trimmed like the frames.
+        streams: list of (kind, index, codec). What `plan_source_streams` chose for each stream of `source`.
+        video_args: list of str. How the video stream is written (`encoder_args`, or a copy).
+        container: str. The output's muxer.
+    """
+    args = [*ffmpeg_command("warning"), "-y", *video_input]
     if source is not None:
         # The same trim as the reader's, so audio and subtitles stay in sync with the frames.
         if source.start is not None:
@@ -315,6 +354,13 @@ def _check_size(width: int, height: int) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ParameterError(name, value, "a positive integer")
     return int(width), int(height)
+
+
+def _check_dtype(dtype: np.dtype | type) -> np.dtype:
+    checked = np.dtype(dtype)
+    if checked not in (np.uint8, np.uint16):
+        raise ParameterError("dtype", checked, "uint8 or uint16")
+    return checked
 
 
 def _check_fps(fps: Fraction | int | str) -> Fraction:
@@ -349,7 +395,7 @@ def _output_tick(fps: Fraction, source_time_base: Fraction | None) -> Fraction:
     return Fraction(1, min(units, _MAX_TIMESCALE))
 
 
-def _plan_source_streams(source: VideoInfo, fmt: str) -> tuple[list[tuple[str, int, str]], list[str]]:
+def plan_source_streams(source: VideoInfo, fmt: str) -> tuple[list[tuple[str, int, str]], list[str]]:
     """Choose, for each audio and subtitle stream of `source`, how it goes into `fmt`.
 
     Each choice is tried on the real stream (ffmpeg writes a header to the null

@@ -253,8 +253,8 @@ def test_webm_with_only_a_crf_is_vp9_at_that_crf(ntsc_clip, tmp_path, trained_mo
     assert probe_video(out).codec == "vp9"
 
 
-def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip, tmp_path, any_model_path,
-                                                                      monkeypatch):
+def test_stopped_video_says_a_rerun_resumes_after_its_last_finished_segment(ntsc_clip, tmp_path, any_model_path,
+                                                                           monkeypatch):
     original = Engine.run
 
     def stop_after_two_frames(self, frames):
@@ -269,8 +269,8 @@ def test_stopped_video_says_a_rerun_starts_again_from_the_first_frame(ntsc_clip,
     assert result.exit_code == 130
     line = result.output.strip().splitlines()[-1]
     assert line == ("interrupted (Ctrl-C); nothing was written under the output's name; "
-                    "a re-run derains the video again from its first frame")
-    assert not out.exists()
+                    "a re-run resumes it after its last finished segment, kept in a hidden folder beside it")
+    assert list(tmp_path.iterdir()) == []  # two frames: no segment was finished, so none is kept
 
 
 def test_not_a_video_is_one_line_and_leaves_nothing(tmp_path, trained_model_path):

@@ -1,7 +1,8 @@
 """`vidderain folder` and `vidderain video`: derain files, locally or over a Ray cluster.
 
 Both follow one rule for outputs that exist: a finished output is skipped with a
-one-line note, and `--overwrite` redoes it.
+one-line note, and `--overwrite` redoes it. A video cut short resumes after its last
+finished segment; `--overwrite` starts it again.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vidderain.cli.options import (
     PixFmtOption,
     PrecisionOption,
     PresetOption,
+    SegmentOption,
     TileOption,
     check_model,
     describe,
@@ -41,6 +43,7 @@ from vidderain.jobs import folder as folder_job
 from vidderain.jobs import video as video_job
 from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
 from vidderain.jobs.folder import FileResult, derain_files, plan_folder
+from vidderain.jobs.resume import SEGMENT_SECONDS
 from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
 from vidderain.temporal import WindowSpec
 
@@ -74,6 +77,7 @@ def folder(
     preset: PresetOption = None,
     pix_fmt: PixFmtOption = None,
     compare: CompareOption = None,
+    segment: SegmentOption = SEGMENT_SECONDS,
     ray_address: Annotated[
         Optional[str],
         typer.Option("--ray", metavar="ADDRESS", help="Spread whole files over a Ray cluster: its address "
@@ -91,11 +95,13 @@ def folder(
     Grayscale stays grayscale, alpha is kept untouched, 16-bit PNG/TIFF stay 16-bit and
     JPEGs come out upright; videos keep every frame, their timing, audio and rotation.
     Finished results are skipped (one line says how many); --overwrite redoes them. A
+    video cut short resumes after its last finished segment. A
     file that fails is reported and skipped; the exit code is 1 if any failed. With
     --ray, Ray workers derain whole files, each written atomically to OUT_DIR, which
     every machine must see at the same path.
     """
-    video_options = VideoOptions(encoder=encoder_choice(codec, crf, preset, pix_fmt), compare=compare)
+    video_options = VideoOptions(encoder=encoder_choice(codec, crf, preset, pix_fmt), compare=compare, segment=segment,
+                                 resume=not overwrite)
     video_options.check()
     if workers is not None and ray_address is None:
         raise InputError("--workers needs --ray (local runs use one process)")
@@ -113,13 +119,13 @@ def folder(
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
-    engine, window = None, None
+    engine, window, network = None, None, None
     if ray_address is None:
-        engine, window = load_engine(model, tile, overlap, batch, ensemble, precision)
+        engine, window, network = load_engine(model, tile, overlap, batch, ensemble, precision)
     started = time.monotonic()
     with progress("rate") as bars:
         overall = bars.add_task("files", total=len(plan.todo), rate="")
-        clips: dict[Path, tuple[int, float]] = {}
+        clips: dict[Path, tuple[int, float, int]] = {}
 
         def on_result(result: FileResult) -> None:
             if not result.ok:
@@ -133,15 +139,18 @@ def folder(
             bars.update(overall, rate=f"{done / (time.monotonic() - started):.2f} files/s")
 
         def on_frame(source: Path, done: int, total: Optional[int]) -> None:
-            if source not in clips:
-                clips[source] = (bars.add_task(f"  {escape(source.name)}", total=total, rate=""), time.monotonic())
-            task, clip_started = clips[source]
-            rate = done / max(time.monotonic() - clip_started, 1e-9)
+            if source not in clips:  # a resumed video's first call is the frames done before
+                clips[source] = (bars.add_task(f"  {escape(source.name)}", total=total, rate=""), time.monotonic(), done)
+            task, clip_started, resumed_at = clips[source]
+            rate = (done - resumed_at) / max(time.monotonic() - clip_started, 1e-9)
             bars.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
+
+        def on_note(source: Path, line: str) -> None:
+            bars.console.print(f"{source}: {line}", markup=False)
 
         if engine is not None:
             results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame,
-                                   window=window)
+                                   window=window, network=network, on_note=on_note)
         else:
             results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, ensemble, precision,
                                      plan.todo, video_options, on_result, bars.console)
@@ -204,32 +213,42 @@ def video(
     fps: Annotated[Optional[str], typer.Option("--fps", help="Frame rate of a folder of frames, e.g. 25 or 30000/1001.")] = None,
     overwrite: OverwriteOption = False,
     precision: PrecisionOption = "auto",
+    segment: SegmentOption = SEGMENT_SECONDS,
 ) -> None:
-    """Derain a video, keeping every frame, its timing, rotation, audio and subtitles.
+    """Derain a video, keeping every frame, its timing, rotation, audio, subtitles and bit depth.
 
-    The output is written to a temporary name beside OUT and renamed when complete,
-    so an interrupted run leaves no half-written OUT. An OUT that is already there is
-    skipped with a note; --overwrite redoes it.
+    The video is written in segments to a hidden folder beside OUT, then joined and
+    renamed to OUT when complete, so an interrupted run leaves no half-written OUT; it
+    keeps the finished segments, and a re-run resumes after the last of them. An OUT
+    that is already there is skipped with a note; --overwrite redoes it (and discards
+    the segments of a stopped run).
     """
     options = VideoOptions(encoder=encoder_choice(codec, crf, preset, pix_fmt), start=start, duration=duration,
-                           compare=compare, fps=_fraction(fps))
+                           compare=compare, fps=_fraction(fps), segment=segment, resume=not overwrite)
     check_video_job(in_path, out_path, options)  # before the model takes seconds to load
     if is_finished(out_path) and not overwrite:
         err.print(_already_done(f"{out_path}:"), markup=False)
         return
-    engine, window = load_engine(model, tile, overlap, batch, ensemble, precision)
+    engine, window, network = load_engine(model, tile, overlap, batch, ensemble, precision)
     started = time.monotonic()
+    resumed_at = []  # the first progress call's frames: those a stopped run finished
     with progress("rate") as bars:
         task = bars.add_task(escape(in_path.name), total=None, rate="")
 
         def on_progress(done: int, total: Optional[int]) -> None:
-            rate = done / max(time.monotonic() - started, 1e-9)
+            if not resumed_at:
+                resumed_at.append(done)
+            rate = (done - resumed_at[0]) / max(time.monotonic() - started, 1e-9)
             bars.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
-        notes = derain_video(engine, in_path, out_path, options, on_progress=on_progress, window=window)
+        def on_note(line: str) -> None:
+            bars.console.print(line, markup=False)
+
+        notes = derain_video(engine, in_path, out_path, options, on_progress=on_progress, window=window,
+                             network=network, on_note=on_note)
     for note in notes:
         err.print(f"note: {note}", markup=False)
-    frames = bars.tasks[task].completed
+    frames = bars.tasks[task].completed - (resumed_at[0] if resumed_at else 0)
     seconds = time.monotonic() - started
     out.print(f"{int(frames)} frames derained in {seconds:.1f} s ({frames / max(seconds, 1e-9):.2f} frames/s): {out_path}",
               markup=False)

@@ -17,7 +17,8 @@ from vidderain.cli.application import err, quiet_native_stderr
 from vidderain.devices import describe_device
 from vidderain.engine import Engine, TileSettings, check_settings
 from vidderain.io.video import EncoderChoice
-from vidderain.models import LoadedModel, ModelFile, inspect_model, load_model
+from vidderain.jobs.resume import NetworkIdentity
+from vidderain.models import LoadedModel, ModelFile, file_sha256, inspect_model, load_model
 from vidderain.precision import Precision, at_precision, check_precision, resolve_precision
 from vidderain.temporal import WindowSpec
 
@@ -46,7 +47,7 @@ EnsembleOption = Annotated[
 CodecOption = Annotated[
     Optional[str],
     typer.Option("--codec", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, prores_ks ... "
-                 "[default: libx264; libvpx-vp9 for .webm]"),
+                 "[default: libx264; libvpx-vp9 for .webm; for a 10-bit source libx265, or libvpx-vp9 for .webm]"),
 ]
 CrfOption = Annotated[
     Optional[int],
@@ -56,7 +57,15 @@ PresetOption = Annotated[
     Optional[str],
     typer.Option("--preset", help="Video encoder speed/size preset. [default: medium for x264 and x265, else the encoder's]"),
 ]
-PixFmtOption = Annotated[Optional[str], typer.Option("--pix-fmt", help="Stored video pixel format. [default: yuv420p]")]
+PixFmtOption = Annotated[
+    Optional[str],
+    typer.Option("--pix-fmt", help="Stored video pixel format. [default: yuv420p; yuv420p10le for a 10-bit source]"),
+]
+SegmentOption = Annotated[
+    float,
+    typer.Option("--segment", min=0.001, help="Seconds of video per segment: a stopped video resumes after its last "
+                 "finished segment, so at most one segment's work is lost."),
+]
 PRECISION_HELP = ("auto, float32 or bfloat16. auto runs the network in bfloat16 where the hardware has it natively "
                   "(a GPU of compute capability 8.0 or more; a CPU listing amx_bf16 or avx512_bf16), float32 elsewhere.")
 PrecisionOption = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
@@ -120,12 +129,14 @@ def describe_window(window: WindowSpec) -> str:
 
 
 def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemble: bool,
-                precision: str) -> tuple[Engine, WindowSpec]:
+                precision: str) -> tuple[Engine, WindowSpec, NetworkIdentity]:
     """Check the model, settings and precision (`check_model`), load the network and say what runs where, in what.
 
     Returns:
-        The engine, and the window of frames its model reads for each output frame (one
-        frame, or a temporal model's window), which the jobs take beside it.
+        The engine; the window of frames its model reads for each output frame (one frame,
+        or a temporal model's window), which the jobs take beside it; and what identifies
+        the network it runs (the model file's SHA-256 and the precision), which a video job
+        records to resume only the same.
     """
     checked, settings = check_model(name, tile, overlap, batch, ensemble, precision)
     loaded, device, chosen = load_checked(checked, precision)
@@ -134,4 +145,5 @@ def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemb
     window = WindowSpec.from_metadata(loaded.metadata)
     err.print(f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device} in {chosen.describe()}, "
               f"{describe(settings)}{describe_window(window)}", markup=False)
-    return Engine(network, loaded.stride, settings), window
+    identity = NetworkIdentity(file_sha256(checked.path), chosen.name)
+    return Engine(network, loaded.stride, settings), window, identity

@@ -12,6 +12,7 @@ driver imports no Keras either (`vidderain.models` loads it when a worker loads 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import tempfile
@@ -25,6 +26,7 @@ from vidderain.errors import NAME, DiskFullError, ParameterError, first_line
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
 from vidderain.jobs.folder import FileResult, derain_files
+from vidderain.jobs.resume import NetworkIdentity
 from vidderain.jobs.video import VideoOptions
 from vidderain.models import load_model
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
@@ -88,10 +90,16 @@ class FileWorker:
             loaded = load_model(path)
         self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings)
         self.window = WindowSpec.from_metadata(loaded.metadata)  # a temporal model's window of frames
+        # The same identity a local run records, so a video one stopped, another resumes.
+        self.network = NetworkIdentity(hashlib.sha256(model_bytes).hexdigest(), precision.name)
 
     def derain(self, source: Path, destination: Path, video_options: VideoOptions) -> FileResult:
-        """Derain one image or video into `destination` (written atomically); never raises for a bad file."""
-        return derain_files(self.engine, [(source, destination)], video_options, window=self.window)[0]
+        """Derain one image or video into `destination` (written atomically); never raises for a bad file.
+
+        A video cut short (a stopped run, or a worker that died) resumes after its last finished segment.
+        """
+        return derain_files(self.engine, [(source, destination)], video_options, window=self.window,
+                            network=self.network)[0]
 
 
 def start_cluster(address: str, workers: int | None = None):

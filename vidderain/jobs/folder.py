@@ -23,10 +23,12 @@ from vidderain.io.files import (
     check_readable_folder,
     is_finished,
     is_partial,
+    is_working_folder,
     make_output_folder,
 )
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
+from vidderain.jobs.resume import NetworkIdentity
 from vidderain.jobs.video import RERUN_OF_A_STOPPED_VIDEO, VideoOptions, derain_video
 from vidderain.jobs.windows import SINGLE_FRAME, check_window
 from vidderain.pipeline import BackgroundWorker, prefetch
@@ -35,8 +37,7 @@ from vidderain.temporal import WindowSpec
 
 
 # What a stopped folder job leaves and what a re-run does, for the user.
-AFTER_A_STOP = (f"finished files are kept and a re-run skips them; a video cut short is derained again "
-                f"{RERUN_OF_A_STOPPED_VIDEO}")
+AFTER_A_STOP = f"finished files are kept and a re-run skips them; for a video cut short, a re-run {RERUN_OF_A_STOPPED_VIDEO}"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def _walk(folder: Path, recursive: bool, exclude: Path, unreadable: list[str]) -
     for root, dirs, files in os.walk(folder, onerror=onerror, followlinks=recursive):
         root_path = Path(root)
         if recursive:
-            dirs[:] = sorted(d for d in dirs if first_visit(root_path / d) and not _inside(root_path / d, exclude))
+            # A video's working folder holds segments of an output, never inputs.
+            dirs[:] = sorted(d for d in dirs if not is_working_folder(d) and first_visit(root_path / d)
+                             and not _inside(root_path / d, exclude))
         else:
             dirs[:] = []
         for name in sorted(files):
@@ -219,6 +222,8 @@ def derain_files(
     on_result: Callable[[FileResult], None] | None = None,
     on_frame: Callable[[Path, int, int | None], None] | None = None,
     window: WindowSpec = SINGLE_FRAME,
+    network: NetworkIdentity | None = None,
+    on_note: Callable[[Path, str], None] | None = None,
 ) -> list[FileResult]:
     """Derain the images of `todo` (streamed together), then its videos one by one.
 
@@ -230,9 +235,14 @@ def derain_files(
         todo: list of (source, destination) pairs, images and videos mixed.
         video_options: VideoOptions or None. How videos are written. Defaults to VideoOptions().
         on_result: callable or None. Called with each FileResult as it completes.
-        on_frame: callable or None. Called as `(video source, frames done, frames total or None)`.
+        on_frame: callable or None. Called as `(video source, frames done, frames total or None)`,
+            first before the video's first frame (with the frames a stopped run finished).
         window: WindowSpec. The frames the model reads for each output frame (`derain_video`).
             Defaults to one frame.
+        network: NetworkIdentity or None. The model file and precision the engine runs, so a
+            video cut short is resumed (`derain_video`). Defaults to None (never resumed).
+        on_note: callable or None. Called as `(video source, line)` with the lines a video
+            tells as it starts; None adds them to its result's notes.
 
     Returns:
         The FileResults, images first, then videos.
@@ -253,8 +263,10 @@ def derain_files(
                 on_result(result)
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
+        tell = (lambda line, source=source: on_note(source, line)) if on_note else None
         try:
-            notes = derain_video(engine, source, destination, video_options, on_progress=progress, window=window)
+            notes = derain_video(engine, source, destination, video_options, on_progress=progress, window=window,
+                                 network=network, on_note=tell)
             result = FileResult(source, destination, notes=tuple(f"{source}: {note}" for note in notes))
         except InputError as exc:
             result = FileResult(source, destination, str(exc))

@@ -2,12 +2,15 @@
 
 Two kinds of test. Real signals go to the real command in its own process group, at
 points found by watching the process (its model library mapped, finished outputs,
-its ffmpeg writer reading frames, the writer's input closed while it finalises).
-Then the same stop is raised in-process at each stage's main-thread code, which hits
-stages too short to catch from outside. After every stop: the exit code is 128 + the
-signal, the inputs are byte for byte unchanged, no temporary file is left, every
-output under a final name is the complete result of an uninterrupted run, no ffmpeg
-is left running, and the next run finishes the rest.
+its ffmpeg writer reading frames, the writer's input closed while it finalises, a
+video's finished segments). Then the same stop is raised in-process at each stage's
+main-thread code, which hits stages too short to catch from outside. After every
+stop: the exit code is 128 + the signal, the inputs are byte for byte unchanged, no
+temporary file is left, every output under a final name is the complete result of
+an uninterrupted run, no ffmpeg is left running, and the next run finishes the rest.
+The one thing a stop leaves besides finished outputs is a video's finished segments,
+in the hidden working folder beside it, each a whole video the manifest lists (never
+anything under the video's own name); the next run resumes after them.
 """
 
 from __future__ import annotations
@@ -31,16 +34,19 @@ from typer.testing import CliRunner
 
 from vidderain.cli import app
 from vidderain.interrupts import Terminated
+from vidderain.io.files import RESUME_MARK
 from vidderain.io.images import write_image
-from vidderain.io.video import ffmpeg_exe
+from vidderain.io.video import ffmpeg_exe, probe_video
 from vidderain.pixels import to_integer
 
 runner = CliRunner()
 HAS_PROC = Path("/proc/self/maps").exists()
 needs_proc = pytest.mark.skipif(not HAS_PROC, reason="watches the process through /proc (Linux)")
 # Options of every run of the real-signal chain: a slow preset makes ffmpeg's final
-# flush (the frames its look-ahead holds) long enough to signal the command inside it.
-VIDEO_OPTIONS = ("--preset", "veryslow")
+# flush (the frames its look-ahead holds) long enough to signal the command inside it;
+# segments of 0.8 s cut the 2.4 s clip in three, so a stop can come after finished ones.
+VIDEO_OPTIONS = ("--preset", "veryslow", "--segment", "0.8")
+SEGMENT_FRAMES = 20  # 0.8 s at 25 fps
 STOP_LIMIT_S = 5.0  # the promise: from the signal to the process's exit, cleanup included
 HANG_LIMIT_S = 60
 
@@ -66,15 +72,37 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_nothing_lost(in_dir: Path, before: dict, out_dir: Path, reference: dict, root: Path) -> None:
-    """Inputs unchanged, no temporary file, no ffmpeg left, every output a complete result."""
+def kept_segments(out_dir: Path) -> dict[str, int]:
+    """What stopped videos keep under `out_dir`: each working folder's name and the frames its segments hold.
+
+    A working folder holds its manifest, its lock and the whole segments the manifest
+    lists (each a video of the frames it records), and nothing else; one that holds no
+    finished segment is not kept at all.
+    """
+    kept = {}
+    for folder in sorted(out_dir.rglob(f"*{RESUME_MARK}")) if out_dir.exists() else []:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        listed = {segment["file"]: segment["count"] for segment in manifest["segments"]}
+        assert listed, f"{folder.name} was kept without a finished segment"
+        assert sorted(p.name for p in folder.iterdir()) == sorted({"manifest.json", "lock", *listed})
+        for name, count in listed.items():
+            assert probe_video(folder / name).frame_count == count, f"{name} is not the whole segment"
+        kept[folder.name] = sum(listed.values())
+    return kept
+
+
+def assert_nothing_lost(in_dir: Path, before: dict, out_dir: Path, reference: dict, root: Path) -> dict[str, int]:
+    """Inputs unchanged, no temporary file, no ffmpeg left, every output a complete result; return `kept_segments`."""
     assert digest_tree(in_dir) == before
     assert partial_files(in_dir, out_dir) == []
     assert processes_mentioning(str(root)) == []
+    kept = kept_segments(out_dir)
     outputs = digest_tree(out_dir) if out_dir.exists() else {}
+    outputs = {name: digest for name, digest in outputs.items() if RESUME_MARK not in name}
     assert set(outputs) <= set(reference)
     for name, digest in outputs.items():
         assert digest == reference[name], f"{name} differs from an uninterrupted run's result"
+    return kept
 
 
 # Real signals to the real command ------------------------------------------------------------
@@ -139,6 +167,14 @@ def writer_finalising(pid: int) -> bool:
         return False
 
 
+def segments_recorded(folder: Path, video: str) -> int:
+    """Finished segments the manifest of `folder/video`'s working folder lists (0 without one)."""
+    try:
+        return len(json.loads((folder / f".{video}{RESUME_MARK}" / "manifest.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def finished_outputs(folder: Path, suffix: str) -> int:
     """Outputs under their final names (temporary names start with a dot)."""
     return len([p for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")]) if folder.exists() else 0
@@ -201,17 +237,22 @@ def test_signals_at_each_stage_of_a_folder_run_lose_nothing_and_a_rerun_finishes
     kept = finished_outputs(out, ".png")
     assert kept >= 3
 
-    # 3. Ctrl-C while the clip is being encoded: the photos are done, the clip is not.
-    code, log = stop_at(root / "3.log", args, "mid-video", lambda pid: writer_has_frames(pid, 4 * frame_bytes),
+    # 3. Ctrl-C while the clip's second segment is being encoded: the photos are done and the
+    # clip's first segment is kept in its working folder; nothing is under the clip's name.
+    code, log = stop_at(root / "3.log", args, "mid-video",
+                        lambda pid: segments_recorded(out, "clip.mp4") >= 1 and writer_has_frames(pid, 4 * frame_bytes),
                         signal.SIGINT)
     assert code == 130, log
     assert f"{kept} already done" in log
-    assert_nothing_lost(in_dir, before, out, reference, root)
+    assert "a re-run resumes it after its last finished segment" in log
+    segments = assert_nothing_lost(in_dir, before, out, reference, root)
     assert finished_outputs(out, ".png") == 8 and not (out / "clip.mp4").exists()
+    assert segments[f".clip.mp4{RESUME_MARK}"] >= SEGMENT_FRAMES
 
-    # 4. SIGTERM while ffmpeg finalises the clip (its input closed, still writing).
+    # 4. SIGTERM while ffmpeg finalises a segment of the clip (its input closed, still writing).
     code, log = stop_at(root / "4.log", args, "video finalising", writer_finalising, signal.SIGTERM)
     assert code in (143, 0), log  # 0: the file was complete and renamed before the signal came
+    assert f"clip.mp4: resuming at frame {segments[f'.clip.mp4{RESUME_MARK}'] + 1} of 60" in log
     assert_nothing_lost(in_dir, before, out, reference, root)
 
     # 5. A run to the end finishes what is left and redoes nothing.
@@ -225,22 +266,30 @@ def test_signals_at_each_stage_of_a_folder_run_lose_nothing_and_a_rerun_finishes
 
 @needs_proc
 @pytest.mark.slow
-def test_video_command_stopped_by_sigterm_or_sighup_leaves_no_output_and_reruns(signal_job, trained_model_path):
+def test_video_command_stopped_by_sigterm_or_sighup_keeps_its_segments_and_resumes(signal_job, trained_model_path):
     root, in_dir, reference = signal_job
     before = digest_tree(in_dir)
     out = root / "video-out"
     out.mkdir()
     args = ["video", in_dir / "clip.mp4", out / "clip.mp4", "--model", trained_model_path, *VIDEO_OPTIONS]
-    for number, sig in enumerate((signal.SIGTERM, signal.SIGHUP)):
+    kept = 0
+    for number, sig in enumerate((signal.SIGTERM, signal.SIGHUP), 1):
         point = f"video command mid-video ({signal.Signals(sig).name})"
-        code, log = stop_at(root / f"v{number}.log", args, point, lambda pid: writer_has_frames(pid, 256 * 192 * 3),
-                            sig)
+        code, log = stop_at(root / f"v{number}.log", args, point,
+                            lambda pid: segments_recorded(out, "clip.mp4") >= number
+                            and writer_has_frames(pid, 256 * 192 * 3), sig)
         assert code == 128 + sig, log
-        assert list(out.iterdir()) == []
-        assert_nothing_lost(in_dir, before, out, reference, root)
+        assert f"interrupted ({signal.Signals(sig).name}); nothing was written under the output's name; " \
+               "a re-run resumes it after its last finished segment" in log
+        if kept:
+            assert f"resuming at frame {kept + 1} of 60" in log
+        assert [p.name for p in out.iterdir()] == [f".clip.mp4{RESUME_MARK}"]  # nothing under the video's name
+        kept = assert_nothing_lost(in_dir, before, out, reference, root)[f".clip.mp4{RESUME_MARK}"]
+        assert kept >= number * SEGMENT_FRAMES
     process = start_cli(root / "v.log", *args)
     assert process.wait(timeout=600) == 0, (root / "v.log").read_text()
-    assert digest_tree(out) == {"clip.mp4": reference["clip.mp4"]}
+    assert f"resuming at frame {kept + 1} of 60" in (root / "v.log").read_text()
+    assert digest_tree(out) == {"clip.mp4": reference["clip.mp4"]}  # the working folder is gone
 
 
 @needs_proc
@@ -318,6 +367,20 @@ def raise_on_call(number: int, exc: BaseException, original, only=lambda *a, **k
     return stand_in
 
 
+def raise_after_call(number: int, exc: BaseException, original):
+    """A stand-in for `original` that raises `exc` once its `number`-th call has returned."""
+    calls = [0]
+
+    def stand_in(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == number:
+            raise exc
+        return result
+
+    return stand_in
+
+
 def stop_in_engine_after(frames: int, run_number: int, exc: BaseException):
     from vidderain.engine import Engine
 
@@ -338,7 +401,9 @@ def _points():
     import keras
 
     from vidderain.io import files
-    from vidderain.io.video import ffmpeg, reader, writer
+    from vidderain.io.video import ffmpeg, writer
+    from vidderain.jobs import resume
+    from vidderain.jobs import video as video_job
     from vidderain.pipeline import BackgroundWorker
 
     return {
@@ -346,21 +411,30 @@ def _points():
         "network, second photo": lambda: stop_in_engine_after(2, 1, KeyboardInterrupt()),
         "queueing a photo's write": lambda: (BackgroundWorker, "submit",
                                              raise_on_call(2, KeyboardInterrupt(), BackgroundWorker.submit)),
-        "video probe": lambda: (reader, "probe_video", raise_on_call(1, KeyboardInterrupt(), reader.probe_video)),
+        "video probe": lambda: (video_job, "probe_video", raise_on_call(1, KeyboardInterrupt(), video_job.probe_video)),
         "encoder start": lambda: (writer.VideoWriter, "_send",
                                   raise_on_call(1, KeyboardInterrupt(), writer.VideoWriter._send)),
         "network, mid-video": lambda: stop_in_engine_after(5, 2, KeyboardInterrupt()),
         "mid-video, SIGTERM": lambda: stop_in_engine_after(5, 2, Terminated(signal.SIGTERM)),
         "video finalising": lambda: (ffmpeg.FfmpegProcess, "wait", raise_on_call(
             1, Terminated(signal.SIGTERM), ffmpeg.FfmpegProcess.wait, only=lambda self: self.stdin is not None)),
+        "segment rename": lambda: (files.os, "replace", raise_on_call(
+            1, KeyboardInterrupt(), os.replace, only=lambda src, dst: Path(dst).parent.name.endswith(RESUME_MARK)
+            and str(dst).endswith(".mp4"))),
+        "segment recorded": lambda: (resume.WorkingFolder, "record", raise_after_call(
+            1, KeyboardInterrupt(), resume.WorkingFolder.record)),
+        "joining segments": lambda: (ffmpeg.FfmpegProcess, "wait", raise_on_call(
+            1, Terminated(signal.SIGTERM), ffmpeg.FfmpegProcess.wait,
+            only=lambda self: self.stdin is None and self.stdout is None)),
         "video rename": lambda: (files.os, "replace", raise_on_call(
-            1, KeyboardInterrupt(), os.replace, only=lambda src, dst: str(dst).endswith(".mp4"))),
+            1, KeyboardInterrupt(), os.replace, only=lambda src, dst: Path(dst).name == "clip.mp4")),
     }
 
 
 POINTS = [
     "model load", "network, second photo", "queueing a photo's write", "video probe", "encoder start",
-    "network, mid-video", "mid-video, SIGTERM", "video finalising", "video rename",
+    "network, mid-video", "mid-video, SIGTERM", "video finalising", "segment rename", "segment recorded",
+    "joining segments", "video rename",
 ]
 
 
@@ -374,13 +448,16 @@ def test_stop_at_each_stage_keeps_finished_outputs_and_a_rerun_finishes(point, s
     with monkeypatch.context() as patch:
         patch.setattr(target, name, stand_in)
         result = invoke("folder", in_dir, out, "--model", trained_model_path)
-    expected = 143 if "SIGTERM" in point or point == "video finalising" else 130
+    expected = 143 if "SIGTERM" in point or point in ("video finalising", "joining segments") else 130
     assert result.exit_code == expected, result.output
     assert "interrupted" in result.output and "Traceback" not in result.output
     assert "finished files are kept and a re-run skips them" in result.output
-    assert_nothing_lost(in_dir, before, out, reference, tmp_path)
+    kept = assert_nothing_lost(in_dir, before, out, reference, tmp_path)
+    # The clip is one segment: kept only once it is whole, before it is joined.
+    assert bool(kept) == (point in ("segment recorded", "joining segments", "video rename")), kept
 
     rerun = invoke("folder", in_dir, out, "--model", trained_model_path)
     assert rerun.exit_code == 0, rerun.output
+    assert ("all 13 frames were derained before; joining its segments" in rerun.output) == bool(kept), rerun.output
     assert digest_tree(out) == reference
     assert_nothing_lost(in_dir, before, out, reference, tmp_path)

@@ -111,6 +111,9 @@ class BackgroundWorker:
                 self._cancel.set()  # every later job would fail the same way
             except Exception as exc:  # reported per job; the worker goes on
                 self._done.put((tag, str(exc) or type(exc).__name__))
+            except BaseException as exc:  # a stop raised in a job: it ends the work, as a fatal error does
+                self._fatal = exc
+                self._cancel.set()
 
     def _raise_fatal(self) -> None:
         if self._fatal is not None:

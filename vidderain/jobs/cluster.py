@@ -26,7 +26,7 @@ from vidderain.errors import NAME, DiskFullError, ParameterError, first_line
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
 from vidderain.jobs.folder import FileResult, derain_files
-from vidderain.jobs.resume import NetworkIdentity
+from vidderain.jobs.resume import NetworkIdentity, tidy_after_a_lost_run
 from vidderain.jobs.video import VideoOptions
 from vidderain.models import load_model
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
@@ -237,9 +237,9 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
                 idle.append(actor)
             except ray.exceptions.RayActorError as exc:
                 # The worker is gone (killed, out of memory, its machine lost) and cannot
-                # clean up after itself; nobody else writes this destination.
-                for partial in leftover_partials(destination):
-                    partial.unlink(missing_ok=True)
+                # clean up after itself; nobody else writes this destination. A video's
+                # finished segments stay, for a re-run to continue.
+                _tidy(destination)
                 result = FileResult(source, destination,
                                     f"{source}: its Ray worker died ({first_line(exc)}); run again to finish it")
             except ray.exceptions.RayTaskError as exc:
@@ -252,9 +252,15 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
         # Interrupted: stop the workers still writing and remove what they leave behind.
         for actor, index in running.values():
             ray.kill(actor)
-            for partial in leftover_partials(todo[index][1]):
-                partial.unlink(missing_ok=True)
+            _tidy(todo[index][1])
     return [results[i] for i in sorted(results)]
+
+
+def _tidy(destination: Path) -> None:
+    """Remove what a killed worker left of `destination`: its temporary file, a half-written segment."""
+    for partial in leftover_partials(destination):
+        partial.unlink(missing_ok=True)
+    tidy_after_a_lost_run(destination)
 
 
 def _size(path: Path) -> int:

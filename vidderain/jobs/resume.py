@@ -259,6 +259,27 @@ class WorkingFolder:
                 _remove(path)
 
 
+def tidy_after_a_lost_run(destination: Path) -> None:
+    """Tidy the working folder of a video whose run was killed outright (SIGKILL, a lost machine).
+
+    Such a run cannot clean up after itself: its half-written segment is removed, and the
+    whole folder if no segment was finished; finished segments stay for a re-run to
+    continue. Only whoever knows that the run is gone calls this (a Ray driver whose
+    worker died, or that it has just killed): the folder's lock is not asked.
+    """
+    folder = working_folder(destination)
+    if not folder.is_dir():
+        return
+    recorded = _read_manifest(folder / MANIFEST)
+    if recorded is None or not recorded[1].segments:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    keep = {MANIFEST, _LOCK, *(s.file for s in recorded[1].segments)}
+    for path in folder.iterdir():
+        if path.name not in keep:
+            _remove(path)
+
+
 def _read_manifest(path: Path) -> tuple[dict, Progress] | None:
     """The manifest's document and the progress it records; None if there is none this version reads."""
     try:

@@ -24,9 +24,11 @@ from vidderain.jobs.resume import SegmentRecord, WorkingFolder
 class SegmentedWriter:
     """Writes frames, in order, into segments of about `seconds` in a working folder.
 
-    `write` runs in the encoder thread; `kill`, from any thread, ends the segment being
-    written at once (a stop); `finish` writes the last segment. A segment that is not
-    whole when the writer stops is removed; the whole ones stay recorded.
+    `start` opens the first segment (in the caller's thread, so that an encoder that
+    cannot start fails before any frame is derained); `write` runs in the encoder
+    thread; `kill`, from any thread, ends the segment being written at once (a stop);
+    `finish` writes the last segment. A segment that is not whole when the writer
+    stops is removed; the whole ones stay recorded.
 
     Args:
         folder: WorkingFolder. Where the segments go and are recorded.
@@ -63,18 +65,23 @@ class SegmentedWriter:
             # Not finished: the segment being written is not whole; its writer removes it.
             writer.__exit__(exc_type or RuntimeError, exc or RuntimeError("the video was not finished"), tb)
 
+    def start(self, index: int) -> None:
+        """Open the segment that frame `index`, the first to be written, begins."""
+        self._writer = self._open(self._folder.segment_path(index))
+        self.notes = list(self._writer.notes)
+        self._first, self._count = None, 0
+
     def write(self, frame: np.ndarray, index: int, time: Fraction) -> None:
         """Write frame `index`, whose time in the clip is `time`; frames come in order."""
         if self._origin is None:
             self._origin = time  # a fresh run's first frame
         mark = FrameMark(index, time, self._origin)
-        if self._writer is not None and time >= self._first.time + self._length:
+        if self._first is not None and time >= self._first.time + self._length:
             self._close(mark)
-        if self._writer is None:
             self._writer = self._open(self._folder.segment_path(index))
-            if not self.notes:
-                self.notes = list(self._writer.notes)
-            self._first, self._count = mark, 0
+            self._count = 0
+        if self._count == 0:
+            self._first = mark
         self._writer.write(frame, time - self._first.time)
         self._count += 1
         self._recent.append(mark)

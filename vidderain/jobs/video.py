@@ -214,6 +214,7 @@ def _derain_segments(engine: Engine, described: _Described, destination: Path, o
         sample_aspect_ratio=video.sample_aspect_ratio, dtype=video.dtype, copy_streams=False, name=destination)
     try:
         with SegmentedWriter(work, open_segment, options.segment, context=window.radius) as segments:
+            segments.start(progress.next.index if progress.next is not None else 0)
 
             def decoded() -> Iterator[tuple[_Frame, np.ndarray]]:
                 for index, (frame, time) in enumerate(video.frames, start=video.first):

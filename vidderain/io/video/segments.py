@@ -113,6 +113,8 @@ def join_segments(
                 process.stop()
     except OSError as exc:
         raise write_error(name, exc.strerror or str(exc), is_out_of_space(exc)) from None
+    finally:
+        script.unlink(missing_ok=True)
     return notes
 
 

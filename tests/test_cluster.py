@@ -1,7 +1,12 @@
-"""`vidderain folder --ray`: whole files on Ray workers, the same bytes as a local run, no partial files."""
+"""`vidderain folder --ray`: whole files on Ray workers, the same bytes as a local run, no partial files.
+
+Every run here cuts videos in segments of 1 s (`SEGMENT`), so a worker that dies mid-video
+leaves finished segments that the next run continues.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +20,12 @@ from typer.testing import CliRunner
 
 from vidderain.cli import app
 from vidderain.interrupts import STOP_SIGNALS
-from vidderain.io.files import PART_MARK, leftover_partials
+from vidderain.io.files import PART_MARK, RESUME_MARK, leftover_partials
 from vidderain.io.images import write_image
 from vidderain.pixels import to_integer
 
 runner = CliRunner()
+SEGMENT = ("--segment", "1")  # the 4-second clip in four segments of 25 frames
 
 
 def invoke(*args):
@@ -47,7 +53,7 @@ def rainy_folder(tmp_path_factory, make_natural_image, make_rainy) -> Path:
 @pytest.fixture(scope="module")
 def local_results(rainy_folder, trained_model_path, tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("local") / "out"
-    result = invoke("folder", rainy_folder, out, "--model", trained_model_path)
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, *SEGMENT)
     assert result.exit_code == 0, result.output
     return files_of(out)
 
@@ -83,7 +89,8 @@ def test_leftover_partials_finds_only_the_temporaries_of_that_output(tmp_path):
 def test_ray_local_writes_the_bytes_a_local_run_writes(ray_module, rainy_folder, trained_model_path, local_results,
                                                        tmp_path):
     out = tmp_path / "out"
-    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2)
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2,
+                    *SEGMENT)
     assert result.exit_code == 0, result.output
     assert "local Ray cluster" in result.output and "2 workers" in result.output
     assert "3 derained, 0 failed" in result.output
@@ -110,11 +117,21 @@ def test_ray_workers_derain_videos_with_a_temporal_model_as_a_local_run_does(ray
     assert files_of(tmp_path / "ray") == files_of(tmp_path / "local") and (tmp_path / "ray" / "clip.mp4").is_file()
 
 
+def _segments_recorded(folder: Path, name: str) -> int:
+    try:
+        return len(json.loads((folder / f".{name}{RESUME_MARK}" / "manifest.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _kill_the_worker_writing(folder: Path, name: str, killed: list[int], timeout: float = 120.0) -> None:
-    """Wait until ffmpeg writes a temporary of `folder/name`, then SIGKILL its parent, the Ray worker."""
+    """Wait until a segment of `folder/name` is finished and ffmpeg writes the next, then SIGKILL its parent, the Ray worker."""
     stem = f".{Path(name).stem}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not _segments_recorded(folder, name):
+            time.sleep(0.05)
+            continue
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -131,24 +148,32 @@ def _kill_the_worker_writing(folder: Path, name: str, killed: list[int], timeout
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker through /proc")
-def test_a_worker_killed_mid_file_leaves_no_partial_and_a_rerun_completes(
+def test_a_worker_killed_mid_video_leaves_its_finished_segments_and_a_rerun_continues_them(
     ray_module, rainy_folder, trained_model_path, local_results, tmp_path
 ):
     out = tmp_path / "out"
     killed: list[int] = []
     killer = threading.Thread(target=_kill_the_worker_writing, args=(out, "clip.mp4", killed), daemon=True)
     killer.start()
-    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2)
+    result = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", "--workers", 2,
+                    *SEGMENT)
     killer.join()
     assert killed, "the worker writing the video was not found"
     assert result.exit_code == 1, result.output
     assert "its Ray worker died" in result.output and "2 derained, 1 failed" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["photo0.png", "photo1.png"]  # no partial file, hidden or not
+    working = f".clip.mp4{RESUME_MARK}"
+    assert sorted(p.name for p in out.iterdir()) == [working, "photo0.png", "photo1.png"]
+    manifest = json.loads((out / working / "manifest.json").read_text())
+    segments = [segment["file"] for segment in manifest["segments"]]
+    kept = sum(segment["count"] for segment in manifest["segments"])
+    assert kept >= 25  # no half-written segment, no partial file
+    assert sorted(p.name for p in (out / working).iterdir()) == sorted(["lock", "manifest.json", *segments])
 
-    again = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local")
+    again = invoke("folder", rainy_folder, out, "--model", trained_model_path, "--ray", "local", *SEGMENT)
     assert again.exit_code == 0, again.output
     assert "1 derained, 0 failed, 2 skipped" in again.output
-    assert files_of(out) == local_results
+    assert f"resuming at frame {kept + 1} of 100" in again.output
+    assert files_of(out) == local_results  # the working folder is gone
 
 
 def test_a_model_with_code_is_refused_before_the_cluster_starts(ray_module, rainy_folder, tmp_path):
@@ -190,14 +215,15 @@ def test_sigterm_to_the_driver_stops_the_workers_and_leaves_no_partial(ray_modul
 
     out = tmp_path / "out"
     driver = start_cli(tmp_path / "log.txt", "folder", rainy_folder, out, "--model", trained_model_path,
-                       "--ray", "local", "--workers", 2)
+                       "--ray", "local", "--workers", 2, *SEGMENT)
     try:
         writing = threading.Event()
 
         def wait_for_the_video_writer():
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not writing.is_set() and driver.poll() is None:
-                if processes_mentioning(f"{out}/.clip") and any(PART_MARK in p.name for p in out.glob(".clip*")):
+                # The segment being written is a temporary file in the clip's working folder.
+                if processes_mentioning(f"{out}/.clip") and any(PART_MARK in p.name for p in out.glob(".clip*/*")):
                     writing.set()
                 time.sleep(0.05)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, is_dataclass
 from fractions import Fraction
@@ -259,25 +260,55 @@ class WorkingFolder:
                 _remove(path)
 
 
-def tidy_after_a_lost_run(destination: Path) -> None:
+def tidy_after_a_lost_run(destination: Path, wait: float = 0.0) -> None:
     """Tidy the working folder of a video whose run was killed outright (SIGKILL, a lost machine).
 
     Such a run cannot clean up after itself: its half-written segment is removed, and the
     whole folder if no segment was finished; finished segments stay for a re-run to
-    continue. Only whoever knows that the run is gone calls this (a Ray driver whose
-    worker died, or that it has just killed): the folder's lock is not asked.
+    continue. Only whoever knows that the run is gone, or has just killed it, calls this
+    (a Ray driver): a kill takes effect a moment later, so the folder's lock, which the
+    run holds while it lives, is waited for up to `wait` seconds first.
+
+    Args:
+        destination: Path. The output video.
+        wait: float. Seconds to wait for the killed run to let go of the folder. Defaults to 0.
     """
     folder = working_folder(destination)
     if not folder.is_dir():
         return
-    recorded = _read_manifest(folder / MANIFEST)
-    if recorded is None or not recorded[1].segments:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    keep = {MANIFEST, _LOCK, *(s.file for s in recorded[1].segments)}
-    for path in folder.iterdir():
-        if path.name not in keep:
-            _remove(path)
+    fd = _wait_for_lock(folder / _LOCK, wait)
+    try:
+        recorded = _read_manifest(folder / MANIFEST)
+        if recorded is None or not recorded[1].segments:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        keep = {MANIFEST, _LOCK, *(s.file for s in recorded[1].segments)}
+        for path in folder.iterdir():
+            if path.name not in keep:
+                _remove(path)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _wait_for_lock(path: Path, seconds: float) -> int | None:
+    """Take the lock at `path`, trying for up to `seconds`; the descriptor holding it, or None."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
 
 
 def _read_manifest(path: Path) -> tuple[dict, Progress] | None:

@@ -278,7 +278,7 @@ def _depth_reason(codec: str, pix_fmt: str, tag: str | None, source_depth: int, 
     name = _DEEP_NAMES.get((codec, kept)) if pix_fmt.startswith("yuv420p") else None
     what = f"{name} ({details})" if name else details
     chosen = [name for name, value in (("codec", choice.codec), ("pix_fmt", choice.pix_fmt)) if value is not None]
-    chosen_text = f" ({' and '.join(chosen)} as chosen)" if chosen else ""
+    chosen_text = f", {' and '.join(chosen)} as chosen" if chosen else ""
     return f"{source_depth}-bit source: {what}{chosen_text}, keeping {kept} bits per sample"
 
 

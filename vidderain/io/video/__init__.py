@@ -1,6 +1,7 @@
 """Reading and writing videos through the ffmpeg binary that imageio-ffmpeg ships, by stage.
 
-Frames cross this package as RGB uint8 arrays, HxWx3, **upright as displayed**: the
+Frames cross this package as RGB arrays, HxWx3 (uint8, or uint16 for a source of more
+than 8 bits per sample, which is written back at its depth), **upright as displayed**: the
 reader lets ffmpeg apply the display rotation (autorotation) and the writer stores
 upright frames with no rotation flag. Upright frames matter to the network, which
 learnt rain falling down the picture, and an upright file plays the same way up in

@@ -110,6 +110,14 @@ def test_hdr_side_data_is_carried_into_the_output(hdr10_clip, tmp_path, trained_
     assert (derained.color_transfer, derained.color_primaries) == ("smpte2084", "bt2020")
 
 
+def test_an_encoder_that_cannot_carry_hdr_side_data_says_so(hdr10_clip, tmp_path, trained_model_path):
+    result = invoke("video", hdr10_clip, tmp_path / "out.webm", "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert "note: HDR mastering display and light level not carried: the frames reach ffmpeg without them, " \
+           "and libvpx-vp9 has no option for them (libx265 and libsvtav1 have)" in result.output
+    assert probe_video(tmp_path / "out.webm").hdr is None
+
+
 def test_a_ten_bit_source_into_webm_is_vp9_profile_2(ramp, tmp_path, trained_model_path):
     out = tmp_path / "out.webm"
     result = invoke("video", ramp, out, "--model", trained_model_path)

@@ -29,8 +29,9 @@ from vidderain.io.video import (
     probe_video,
 )
 from vidderain.io.video.segments import concat_list
+from vidderain.errors import InputError
 from vidderain.jobs import resume
-from vidderain.jobs.resume import JobIdentity
+from vidderain.jobs.resume import JobIdentity, SegmentRecord, WorkingFolder, tidy_after_a_lost_run
 
 runner = CliRunner()
 LOSSLESS = ("--crf", "0", "--pix-fmt", "yuv444p", "--preset", "ultrafast")
@@ -282,3 +283,22 @@ def test_an_identity_names_what_changed():
     assert changed.difference(recorded.as_json()) == "the model changed (sha256 aaaaaaaaaaaa... -> bbbbbbbbbbbb...)"
     assert JobIdentity(recorded.source, recorded.model, {"crf": 20, "tile": 1024}).difference(recorded.as_json()) == \
         "the settings changed (crf 18 -> 20)"
+
+
+def test_a_killed_run_that_writes_on_stops_at_its_next_segment_once_its_folder_is_tidied(tmp_path):
+    # A Ray driver kills a worker and tidies its video's folder; the kill takes effect a
+    # moment later. The worker, still writing, must not record more segments (nor finish
+    # the video from the ones kept for the next run).
+    identity = JobIdentity({"size": 1}, {"sha256": "a", "precision": "float32"}, {"crf": 18})
+    out = tmp_path / "out.mp4"
+    with WorkingFolder(out, identity) as work:
+        work.segment_path(0).write_bytes(b"a whole segment")
+        work.record(SegmentRecord("00000000.mp4", 0, 5, Fraction(0), Fraction(1, 5)), Fraction(0),
+                    FrameMark(5, Fraction(1, 5), Fraction(0)), FrameMark(5, Fraction(1, 5), Fraction(0)))
+        tidy_after_a_lost_run(out)
+        work.segment_path(5).write_bytes(b"written on after the kill")
+        with pytest.raises(InputError, match="tidied after its run was killed"):
+            work.record(SegmentRecord("00000005.mp4", 5, 5, Fraction(1, 5), None), Fraction(0), None, None)
+    with WorkingFolder(out, identity) as again:  # the next run continues after the first segment alone
+        assert [s.file for s in again.progress.segments] == ["00000000.mp4"]
+        assert sorted(p.name for p in again.path.iterdir()) == ["00000000.mp4", "lock", "manifest.json"]

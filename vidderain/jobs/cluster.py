@@ -35,7 +35,6 @@ from vidderain.temporal import WindowSpec
 LOCAL = "local"
 RAY_HINT = "pip install 'vidderain[ray]'"
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster only carries the model and results' metadata
-_KILL_WAIT_S = 3.0  # how long a stopped driver waits for a worker it killed to let go of a video
 
 
 @dataclass(frozen=True)
@@ -251,20 +250,21 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
             report(index, result)
     finally:
         # Interrupted: stop the workers still writing and remove what they leave behind.
-        for actor, _ in running.values():
+        for actor, index in running.values():
             ray.kill(actor)
-        for _, index in running.values():
-            # A kill takes effect a moment later: a video's worker is waited for (briefly), so
-            # that it does not write on, or finish the video from the segments kept for a re-run.
-            _tidy(todo[index][1], wait=_KILL_WAIT_S)
+            _tidy(todo[index][1])
     return [results[i] for i in sorted(results)]
 
 
-def _tidy(destination: Path, wait: float = 0.0) -> None:
-    """Remove what a killed worker left of `destination`: its temporary file, a half-written segment."""
+def _tidy(destination: Path) -> None:
+    """Remove what a killed worker left of `destination`: its temporary file, a half-written segment.
+
+    A kill takes effect a moment later (seconds, on a busy machine): a worker still alive
+    then finds its temporary file gone, or its video's working folder tidied, and stops.
+    """
     for partial in leftover_partials(destination):
         partial.unlink(missing_ok=True)
-    tidy_after_a_lost_run(destination, wait=wait)
+    tidy_after_a_lost_run(destination)
 
 
 def _size(path: Path) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, is_dataclass
 from fractions import Fraction
@@ -156,6 +155,7 @@ class WorkingFolder:
         self.progress = Progress()
         self.discarded: str | None = None  # why segments found there were not resumed
         self._lock_fd: int | None = None
+        self._lock_inode: int | None = None
         self._finished = False
         self._resume = resume
 
@@ -191,7 +191,14 @@ class WorkingFolder:
 
     def record(self, segment: SegmentRecord, origin: Fraction, next_frame: FrameMark | None,
                begin: FrameMark | None) -> None:
-        """Add a finished segment (already in place) to the manifest, written atomically."""
+        """Add a finished segment (already in place) to the manifest, written atomically.
+
+        Raises:
+            InputError: the folder was tidied after this run was killed (`tidy_after_a_lost_run`):
+                the run stops, leaving the folder to the next one.
+        """
+        if not self._still_locked():
+            raise InputError(f"{self.destination}: stopped; its working folder was tidied after its run was killed")
         self.progress = Progress([*self.progress.segments, segment], origin, next_frame, begin)
         document = {
             "format": _FORMAT,
@@ -223,6 +230,16 @@ class WorkingFolder:
             raise InputError(f"{self.destination}: another run is writing it (its working folder "
                              f"{self.path.name} is locked)") from None
         self._lock_fd = fd
+        self._lock_inode = os.fstat(fd).st_ino
+
+    def _still_locked(self) -> bool:
+        """Whether the lock this run holds is still the folder's (a tidy-up after a kill removes it)."""
+        if self._lock_fd is None:
+            return True
+        try:
+            return os.stat(self.path / _LOCK).st_ino == self._lock_inode
+        except OSError:
+            return False
 
     def _release(self) -> None:
         if self._lock_fd is not None:
@@ -260,55 +277,27 @@ class WorkingFolder:
                 _remove(path)
 
 
-def tidy_after_a_lost_run(destination: Path, wait: float = 0.0) -> None:
+def tidy_after_a_lost_run(destination: Path) -> None:
     """Tidy the working folder of a video whose run was killed outright (SIGKILL, a lost machine).
 
     Such a run cannot clean up after itself: its half-written segment is removed, and the
     whole folder if no segment was finished; finished segments stay for a re-run to
-    continue. Only whoever knows that the run is gone, or has just killed it, calls this
-    (a Ray driver): a kill takes effect a moment later, so the folder's lock, which the
-    run holds while it lives, is waited for up to `wait` seconds first.
-
-    Args:
-        destination: Path. The output video.
-        wait: float. Seconds to wait for the killed run to let go of the folder. Defaults to 0.
+    continue. The lock goes too, so a run that was killed but is not gone yet (a kill
+    takes effect a moment later) stops at its next segment instead of writing on. Only
+    whoever knows that the run is gone, or has just killed it, calls this (a Ray driver).
     """
     folder = working_folder(destination)
     if not folder.is_dir():
         return
-    fd = _wait_for_lock(folder / _LOCK, wait)
-    try:
-        recorded = _read_manifest(folder / MANIFEST)
-        if recorded is None or not recorded[1].segments:
-            shutil.rmtree(folder, ignore_errors=True)
-            return
-        keep = {MANIFEST, _LOCK, *(s.file for s in recorded[1].segments)}
-        for path in folder.iterdir():
-            if path.name not in keep:
-                _remove(path)
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _wait_for_lock(path: Path, seconds: float) -> int | None:
-    """Take the lock at `path`, trying for up to `seconds`; the descriptor holding it, or None."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        return None
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
+    (folder / _LOCK).unlink(missing_ok=True)
+    recorded = _read_manifest(folder / MANIFEST)
+    if recorded is None or not recorded[1].segments:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    keep = {MANIFEST, *(s.file for s in recorded[1].segments)}
+    for path in folder.iterdir():
+        if path.name not in keep:
+            _remove(path)
 
 
 def _read_manifest(path: Path) -> tuple[dict, Progress] | None:

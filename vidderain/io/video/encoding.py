@@ -358,8 +358,8 @@ def _hdr_args(codec: str, hdr: HdrMetadata | None) -> tuple[list[str], list[str]
     """Carry an HDR source's mastering display and content light level into encoders that take them.
 
     The frames reach ffmpeg as raw RGB, without side data, so these are handed to the
-    encoder as its own parameters: x265's and SVT-AV1's. Other encoders cannot be given
-    them from ffmpeg's command line; a note says so.
+    encoder as its own parameters: x265's and SVT-AV1's. Other encoders have no such
+    parameters; a note says the metadata is not carried.
     """
     if hdr is None:
         return [], []
@@ -385,8 +385,8 @@ def _hdr_args(codec: str, hdr: HdrMetadata | None) -> tuple[list[str], list[str]
         if hdr.max_cll is not None:
             params.append(f"content-light={hdr.max_cll},{hdr.max_fall or 0}")
         return ["-svtav1-params", ":".join(params)], []
-    return [], [f"HDR mastering display and light level not carried: {codec} takes them only from "
-                f"the frames, and ffmpeg gets raw frames (libx265 or libsvtav1 carry them)"]
+    return [], [f"HDR mastering display and light level not carried: the frames reach ffmpeg without them, "
+                f"and {codec} has no option for them (libx265 and libsvtav1 have)"]
 
 
 def _color_args(source: VideoInfo | None, pix_fmt: str) -> list[str]:

@@ -213,8 +213,18 @@ def test_sigterm_to_the_driver_stops_the_workers_and_leaves_no_partial(ray_modul
                                                                         tmp_path):
     from safety_checks import partial_files, processes_mentioning, start_cli
 
+    from vidderain.io.video import ffmpeg_exe
+
+    # The photos and a 12-second clip: the driver takes about half a second to act on the
+    # signal, and a busy machine's worker derained the 4-second clip's rest within it.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for photo in rainy_folder.glob("*.png"):
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=128x96:r=25:d=12",
+                    "-pix_fmt", "yuv420p", str(folder / "clip.mp4")], check=True)
     out = tmp_path / "out"
-    driver = start_cli(tmp_path / "log.txt", "folder", rainy_folder, out, "--model", trained_model_path,
+    driver = start_cli(tmp_path / "log.txt", "folder", folder, out, "--model", trained_model_path,
                        "--ray", "local", "--workers", 2, *SEGMENT)
     try:
         writing = threading.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -354,6 +355,26 @@ def encoder_args(
     return args, notes
 
 
+@dataclass(frozen=True)
+class _HdrParameters:
+    """How an encoder takes HDR metadata as parameters of its own."""
+
+    option: str  # the ffmpeg option that passes the encoder its parameters
+    mastering: str  # its parameter for the mastering display
+    light: str  # its parameter for the content light level
+    chromaticity: Callable[[float], str]
+    luminance: Callable[[float], str]
+
+
+# x265 counts chromaticity in 0.00002 and luminance in 0.0001 cd/m^2; SVT-AV1 takes them as they are.
+_HDR_PARAMETERS = {
+    "libx265": _HdrParameters("-x265-params", "master-display", "max-cll",
+                              lambda value: str(round(value * 50000)), lambda value: str(round(value * 10000))),
+    "libsvtav1": _HdrParameters("-svtav1-params", "mastering-display", "content-light",
+                                lambda value: f"{value:.4f}", lambda value: f"{value:.4f}"),
+}
+
+
 def _hdr_args(codec: str, hdr: HdrMetadata | None) -> tuple[list[str], list[str]]:
     """Carry an HDR source's mastering display and content light level into encoders that take them.
 
@@ -363,30 +384,20 @@ def _hdr_args(codec: str, hdr: HdrMetadata | None) -> tuple[list[str], list[str]
     """
     if hdr is None:
         return [], []
-    mastering = hdr.primaries is not None and hdr.white_point is not None and hdr.luminance is not None
-    if codec == "libx265":
-        params = []
-        if mastering:
-            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
-            # x265 counts chromaticity in 0.00002 and luminance in 0.0001 cd/m^2, green first.
-            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731
-            params.append(f"master-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(*hdr.white_point)}"
-                          f"L({round(hdr.luminance[1] * 10000)},{round(hdr.luminance[0] * 10000)})")
-        if hdr.max_cll is not None:
-            params.append(f"max-cll={hdr.max_cll},{hdr.max_fall or 0}")
-        return ["-x265-params", ":".join(params)], []
-    if codec == "libsvtav1":
-        params = []
-        if mastering:
-            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
-            xy = lambda x, y: f"({x:.4f},{y:.4f})"  # noqa: E731
-            params.append(f"mastering-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(*hdr.white_point)}"
-                          f"L({hdr.luminance[1]:.4f},{hdr.luminance[0]:.4f})")
-        if hdr.max_cll is not None:
-            params.append(f"content-light={hdr.max_cll},{hdr.max_fall or 0}")
-        return ["-svtav1-params", ":".join(params)], []
-    return [], [f"HDR mastering display and light level not carried: the frames reach ffmpeg without them, "
-                f"and {codec} has no option for them (libx265 and libsvtav1 have)"]
+    spec = _HDR_PARAMETERS.get(codec)
+    if spec is None:
+        return [], [f"HDR mastering display and light level not carried: the frames reach ffmpeg without them, "
+                    f"and {codec} has no option for them (libx265 and libsvtav1 have)"]
+    params = []
+    if hdr.primaries is not None and hdr.white_point is not None and hdr.luminance is not None:
+        red, green, blue = hdr.primaries
+        xy = lambda point: f"({spec.chromaticity(point[0])},{spec.chromaticity(point[1])})"  # noqa: E731
+        low, high = hdr.luminance
+        params.append(f"{spec.mastering}=G{xy(green)}B{xy(blue)}R{xy(red)}WP{xy(hdr.white_point)}"
+                      f"L({spec.luminance(high)},{spec.luminance(low)})")
+    if hdr.max_cll is not None:
+        params.append(f"{spec.light}={hdr.max_cll},{hdr.max_fall or 0}")
+    return ([spec.option, ":".join(params)] if params else []), []
 
 
 def _color_args(source: VideoInfo | None, pix_fmt: str) -> list[str]:

@@ -125,7 +125,8 @@ def _segments_recorded(folder: Path, name: str) -> int:
 
 
 def _kill_the_worker_writing(folder: Path, name: str, killed: list[int], timeout: float = 120.0) -> None:
-    """Wait until a segment of `folder/name` is finished and ffmpeg writes the next, then SIGKILL its parent, the Ray worker."""
+    """Wait until a segment of `folder/name` is finished and ffmpeg writes the next, then SIGKILL
+    its parent, the Ray worker."""
     stem = f".{Path(name).stem}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -140,7 +140,8 @@ def folder(
 
         def on_frame(source: Path, done: int, total: Optional[int]) -> None:
             if source not in clips:  # a resumed video's first call is the frames done before
-                clips[source] = (bars.add_task(f"  {escape(source.name)}", total=total, rate=""), time.monotonic(), done)
+                task = bars.add_task(f"  {escape(source.name)}", total=total, rate="")
+                clips[source] = (task, time.monotonic(), done)
             task, clip_started, resumed_at = clips[source]
             rate = (done - resumed_at) / max(time.monotonic() - clip_started, 1e-9)
             bars.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")

@@ -37,7 +37,8 @@ from vidderain.temporal import WindowSpec
 
 
 # What a stopped folder job leaves and what a re-run does, for the user.
-AFTER_A_STOP = f"finished files are kept and a re-run skips them; for a video cut short, a re-run {RERUN_OF_A_STOPPED_VIDEO}"
+AFTER_A_STOP = ("finished files are kept and a re-run skips them; for a video cut short, a re-run "
+                f"{RERUN_OF_A_STOPPED_VIDEO}")
 
 
 @dataclass(frozen=True)

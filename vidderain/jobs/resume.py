@@ -84,9 +84,10 @@ class JobIdentity:
                 return "its manifest is not one this version reads"
             if mine != theirs:
                 changed = [key for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
-                if section == "source":
+                if section == "source":  # sizes and times say little; which of them changed says enough
                     return f"{words} ({', '.join(changed)})"
-                return f"{words} ({', '.join(f'{key} {_short(theirs.get(key))} -> {_short(mine.get(key))}' for key in changed)})"
+                values = [f"{key} {_short(theirs.get(key))} -> {_short(mine.get(key))}" for key in changed]
+                return f"{words} ({', '.join(values)})"
         return None
 
 

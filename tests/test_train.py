@@ -234,3 +234,21 @@ def test_bad_settings_are_refused_with_the_value(tmp_path, make_natural_image, m
     result = invoke("train", data, "--out", tmp_path / "m.keras", "--loss", "hinge")
     assert result.exit_code == 2
     assert "hinge" in result.output
+
+
+@pytest.mark.slow
+def test_each_leg_records_the_precision_it_ran_at(tmp_path, make_natural_image, make_rainy):
+    from vidderain.cli.info import _precisions
+    from vidderain.models import read_metadata
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=4)
+    out = tmp_path / "m.keras"
+    options = ["--batch", 2, "--patch", 32, "--warmup", 1, "--val-split", 0]
+    assert invoke("train", data, "--out", out, "--steps", 3, "--precision", "float32", *options).exit_code == 0
+    resumed = invoke("train", data, "--out", out, "--steps", 5, "--resume", "--precision", "bfloat16")
+    assert resumed.exit_code == 0, resumed.output
+    assert "in bfloat16 (asked for)" in resumed.output
+    assert [row["precision"] for row in read_log(out)] == ["float32"] * 3 + ["bfloat16"] * 2
+    metadata = read_metadata(out)
+    assert [(leg["from_step"], leg["precision"]) for leg in metadata["legs"]] == [(0, "float32"), (3, "bfloat16")]
+    assert _precisions(metadata) == " (steps 0-3 in float32, steps 3-5 in bfloat16)"

@@ -64,6 +64,18 @@ def _which_to_use(found: dict[str, dict[str, Any]]) -> str:
 
 
 @command()
+def _precisions(meta: dict) -> str:
+    """How the training legs computed, from the model's metadata ("" for models that predate the record)."""
+    legs = meta.get("legs") or []
+    if not legs:
+        return ""
+    spans = []
+    for i, leg in enumerate(legs):
+        end = legs[i + 1]["from_step"] if i + 1 < len(legs) else meta.get("step", "?")
+        spans.append(f"steps {leg['from_step']}-{end} in {leg['precision']}")
+    return f" ({', '.join(spans)})"
+
+
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -94,6 +106,6 @@ def models(
     out.print("MACs/pixel: multiply-adds the network spends on each pixel, its cost (the time per frame grows "
               "with it). stride: frames are padded to a multiple of it, and --tile must be one.", markup=False)
     for name, meta in found.items():
-        out.print(f"{name}: {meta.get('description', meta.get('arch', '?'))}; trained on {training_data(meta)}",
-                  markup=False)
+        out.print(f"{name}: {meta.get('description', meta.get('arch', '?'))}; trained on {training_data(meta)}"
+                  f"{_precisions(meta)}", markup=False)
     out.print(_which_to_use(found), markup=False)

@@ -76,6 +76,20 @@ def test_bfloat16_copy_subtracts_the_rain_from_the_exact_input(trained_model):
     assert any(policy == "mixed_bfloat16" for policy in policies.values())
 
 
+def test_where_no_rain_is_found_a_16_bit_ramp_comes_through_bfloat16_unchanged(trained_model):
+    from vidderain.pixels import to_float, to_integer
+
+    # With the rain head silenced the network finds no rain anywhere: its output must be the
+    # exact input, which a bfloat16 subtraction (8 significant bits) could not give back.
+    model = trained_model.model
+    copy = at_precision(model, BF16)
+    head = next(layer for layer in copy.layers if layer.name.endswith("_rain"))
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    ramp16 = np.linspace(1000, 64000, 64 * 64 * 3).astype(np.uint16).reshape(1, 64, 64, 3)
+    out = np.asarray(copy.predict_on_batch(to_float(ramp16)))
+    np.testing.assert_array_equal(to_integer(out, np.uint16), ramp16)
+
+
 def test_bfloat16_copy_has_the_same_weights(trained_model):
     copy = at_precision(trained_model.model, BF16)
     for a, b in zip(trained_model.model.get_weights(), copy.get_weights()):

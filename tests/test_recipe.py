@@ -131,6 +131,20 @@ def test_extending_a_run_continues_the_decay_without_a_jump():
     assert planned.extended(600, 1000) is planned
 
 
+def test_extending_inside_the_warmup_keeps_the_full_peak_ahead():
+    planned = PlannedDecay.plan(TrainSettings(steps=1000, warmup=300, lr=1e-3))
+    extended = planned.extended(100, 2000)
+    assert extended.rate(150) == pytest.approx(planned.rate(150))  # the warm-up goes on
+    assert max(extended.rate(s) for s in range(100, 2001, 50)) == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_a_warm_restart_is_given_only_when_asked_for():
+    planned = PlannedDecay.plan(TrainSettings(steps=1000, warmup=100, lr=1e-3))
+    assert planned.extended(1000, 3000).rate(1001) == pytest.approx(1e-5, rel=1e-3)  # the floor, where it ended
+    restarted = planned.extended(1000, 3000, restart=5e-4)
+    assert restarted.rate(1000) == pytest.approx(5e-4) and restarted.rate(3000) == pytest.approx(1e-5, rel=1e-3)
+
+
 def test_schedule_survives_its_config():
     planned = PlannedDecay.plan(TrainSettings(steps=500, warmup=10)).extended(200, 900)
     again = PlannedDecay(**json.loads(json.dumps(planned.get_config())))

@@ -252,3 +252,23 @@ def test_each_leg_records_the_precision_it_ran_at(tmp_path, make_natural_image, 
     metadata = read_metadata(out)
     assert [(leg["from_step"], leg["precision"]) for leg in metadata["legs"]] == [(0, "float32"), (3, "bfloat16")]
     assert _precisions(metadata) == " (steps 0-3 in float32, steps 3-5 in bfloat16)"
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_data_settings_and_says_what_it_ignores(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=10)
+    out = tmp_path / "m.keras"
+    first = invoke("train", data, "--out", out, "--steps", 2, "--batch", 2, "--patch", 32, "--warmup", 1,
+                   "--val-split", "0.2", "--val-every", 2, "--precision", "float32")
+    assert first.exit_code == 0, first.output
+    resumed = invoke("train", data, "--out", out, "--steps", 4, "--resume", "--val-split", "0.5", "--rain-mix", "0.5",
+                     "--precision", "float32")
+    assert resumed.exit_code == 0, resumed.output
+    assert "ignored with --resume, the run keeps what it started with: --rain-mix 0.5, --val-split 0.5" in resumed.output
+    assert "8 training pairs, 2 validation pairs" in resumed.output  # the run's own split, not 5 + 5
+
+
+def test_restart_lr_needs_resume(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=4)
+    result = invoke("train", data, "--out", tmp_path / "m.keras", "--restart-lr", "1e-4")
+    assert result.exit_code == 2 and "--restart-lr needs --resume" in result.output

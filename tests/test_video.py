@@ -269,7 +269,8 @@ def test_stopped_video_says_a_rerun_resumes_after_its_last_finished_segment(ntsc
     assert result.exit_code == 130
     line = result.output.strip().splitlines()[-1]
     assert line == ("interrupted (Ctrl-C); nothing was written under the output's name; "
-                    "a re-run resumes it after its last finished segment, kept in a hidden folder beside it")
+                    "a re-run resumes it after its last finished segment, kept in a hidden folder beside it "
+                    "(or starts it again if none was finished)")
     assert list(tmp_path.iterdir()) == []  # two frames: no segment was finished, so none is kept
 
 

@@ -63,7 +63,6 @@ def _which_to_use(found: dict[str, dict[str, Any]]) -> str:
     return line + "."
 
 
-@command()
 def _precisions(meta: dict) -> str:
     """How the training legs computed, from the model's metadata ("" for models that predate the record)."""
     legs = meta.get("legs") or []
@@ -76,6 +75,7 @@ def _precisions(meta: dict) -> str:
     return f" ({', '.join(spans)})"
 
 
+@command()
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

@@ -20,6 +20,7 @@ from vidderain.train.checkpoint import run_folder
 
 @command()
 def train(
+    ctx: typer.Context,
     data_dir: Annotated[
         Path,
         typer.Argument(
@@ -30,7 +31,9 @@ def train(
         ),
     ],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
-    arch: Annotated[str, typer.Option("--arch", help="Network to train: default or paper.")] = "default",
+    arch: Annotated[str, typer.Option("--arch", help="Network to train: default (the U-Net), paper, temporal (a "
+                                      "window of video frames, trained on synthetic clips), or one of the other "
+                                      "networks in docs/networks.md.")] = "default",
     steps: Annotated[
         Optional[int],
         typer.Option("--steps", min=1, help="Optimizer steps in the whole run. [default: 20000; with --resume, the run's own]"),
@@ -73,6 +76,11 @@ def train(
                           "(the same without haze) or synth (the --synthesize defaults).")
     ] = "mixed",
     precision: PrecisionOption = "auto",
+    restart_lr: Annotated[
+        Optional[float], typer.Option("--restart-lr", min=0.0, help="With --resume: start the rest of the "
+                                      "schedule at this learning rate (a warm restart) instead of where it is.",
+                                      show_default=False)
+    ] = None,
 ) -> None:
     """Train a network on image pairs, validating on held-out pairs with the literature's metrics.
 
@@ -97,22 +105,29 @@ def train(
         distribution = pick_distribution()
         device = describe_device()
 
-    settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup, loss=loss,
-                             val_every=val_every, seed=seed, augment=augment, rain_mix=rain_mix, rain=rain,
-                             extra_clean=str(extra_clean) if extra_clean is not None else None)
+    settings = TrainSettings(arch=arch, steps=steps or TrainSettings.steps, batch=batch, patch=patch, lr=lr, warmup=warmup,
+                             loss=loss, val_every=val_every, seed=seed, augment=augment, rain_mix=rain_mix,
+                             rain="synth" if synthesize else rain, val_split=val_split, synthesize=synthesize,
+                             val_dir=str(val_dir.resolve()) if val_dir is not None else None,
+                             extra_clean=str(extra_clean.resolve()) if extra_clean is not None else None)
     if resume:
         saved = Trainer.saved_settings(out_path)
         if saved is None:
             raise InputError(f"{out_path}: no checkpoint to resume from (looked in {run_folder(out_path)})")
+        ignored = _ignored_on_resume(ctx, settings, saved)
+        if ignored:
+            err.print(f"ignored with --resume, the run keeps what it started with: {', '.join(ignored)}", markup=False)
         settings = dataclasses.replace(saved, steps=steps or saved.steps)
+    elif restart_lr is not None:
+        raise InputError("--restart-lr needs --resume (a new run starts with its warm-up)")
     settings.check()
     distribution.check_batch(settings.batch)
     with quiet_native_stderr():
         resolved = resolve_precision(precision)
     err.print(f"loading {data_dir} ...")
-    data = load_training_data(data_dir, val_dir=val_dir, val_split=val_split, seed=settings.seed, synthesize=synthesize,
-                              rain_mix=settings.rain_mix, extra_clean=settings.extra_clean,
-                              rain=RAIN_PRESETS[settings.rain])
+    data = load_training_data(data_dir, val_dir=settings.val_dir, val_split=settings.val_split, seed=settings.seed,
+                              synthesize=settings.synthesize, rain_mix=settings.rain_mix,
+                              extra_clean=settings.extra_clean, rain=RAIN_PRESETS[settings.rain])
     err.print(describe_data(data), markup=False)
     err.print(f"training {settings.arch} on {device} in {resolved.describe()}, {distribution.describe()}", markup=False)
     with progress("loss", "rate", "val") as bars:
@@ -125,7 +140,7 @@ def train(
         trainer = Trainer(settings, data.train, data.val, out_path, describe_data(data),
                           val_names=data.val_names, synthesize=data.synthesize, on_progress=on_progress,
                           distribution=distribution, extra_clean=data.extra, clean_only=data.clean_only,
-                          precision=resolved)
+                          precision=resolved, restart_lr=restart_lr)
         try:
             summary = trainer.fit(resume=resume)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (`vidderain.interrupts`)
@@ -135,6 +150,20 @@ def train(
         if summary.get("best_psnr") is not None else ""
     written = f"model: {out_path}" if distribution.is_chief else "the chief writes the model"
     out.print(f"trained {summary['step']} steps in {summary['wall_seconds'] / 60:.1f} min{best}; {written}")
+
+
+def _ignored_on_resume(ctx: typer.Context, given: "TrainSettings", saved: "TrainSettings") -> list[str]:
+    """The options typed on a --resume command line that differ from what the run started with."""
+    ignored = []
+    for field in dataclasses.fields(saved):
+        if field.name == "steps" or field.name not in ctx.params:
+            continue
+        # Compared by name: Typer's Context may come from its own copy of Click.
+        typed = getattr(ctx.get_parameter_source(field.name), "name", None) == "COMMANDLINE"
+        if typed and getattr(given, field.name) != getattr(saved, field.name):
+            flag = "--val" if field.name == "val_dir" else f"--{field.name.replace('_', '-')}"
+            ignored.append(f"{flag} {ctx.params[field.name]}")
+    return ignored
 
 
 def _after_a_stop(trainer, is_chief: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, 
 AUGMENTATIONS = ("flip", "flip+rot90")
 
 
-def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = "flip+rot90") -> list[np.ndarray]:
+def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = "flip") -> list[np.ndarray]:
     """Apply one random geometric change, the same to every image in `images`.
 
     Args:
@@ -51,7 +52,7 @@ def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = 
             direction of fall (Rain100L's streaks are near vertical, and a quarter turn
             lays them across the image: about 3 dB worse at equal steps, models/README.md).
             "flip+rot90": a random quarter turn too, the recipe of runs that began before
-            `--augment` existed. Defaults to "flip+rot90".
+            `--augment` existed. Defaults to "flip".
     """
     if mode == "flip":
         flip = bool(rng.integers(2))
@@ -86,8 +87,7 @@ class PatchBatches(keras.utils.PyDataset):
         extra_clean: sequence of float32 HxWx3 clean frames whose crops always get synthetic
             rain, drawn alongside `pairs` in proportion to their number. Needs `synthesize`.
             Defaults to ().
-        augment: str. The geometric augmentation, a name in AUGMENTATIONS. Defaults to "flip+rot90",
-            the behaviour of runs that began before the choice existed.
+        augment: str. The geometric augmentation, a name in AUGMENTATIONS. Defaults to "flip".
     """
 
     def __init__(
@@ -100,7 +100,7 @@ class PatchBatches(keras.utils.PyDataset):
         synthesize: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         rain_mix: float = 1.0,
         extra_clean: Sequence[np.ndarray] = (),
-        augment: str = "flip+rot90",
+        augment: str = "flip",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -368,7 +368,9 @@ def _video_frames(path: Path, count: int = VIDEO_FRAMES_PER_CLIP) -> list[tuple[
     info = probe_video(path)
     every = max(1, (info.frame_count or count) // count)
     with VideoReader(path, info=info) as reader:
-        return [(to_float(frame), f"{path.name}#{i}") for i, frame in enumerate(reader) if i % every == 0][:count]
+        # Stop decoding once `count` frames are taken.
+        taken = ((i, frame) for i, frame in enumerate(reader) if i % every == 0)
+        return [(to_float(frame), f"{path.name}#{i}") for i, frame in itertools.islice(taken, count)]
 
 
 def _load_clean(folder: Path) -> tuple[list[np.ndarray], list[str]]:

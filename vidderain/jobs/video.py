@@ -59,7 +59,8 @@ SPLIT_PERIOD_SECONDS = 6.0  # one sweep of the split line across the frame and b
 # What a re-run does with a video whose job was stopped, for the user. A stopped job
 # leaves nothing under the output's name; its finished segments stay in the hidden
 # working folder beside it (`vidderain.jobs.resume`), and a re-run continues after them.
-RERUN_OF_A_STOPPED_VIDEO = "resumes it after its last finished segment, kept in a hidden folder beside it"
+RERUN_OF_A_STOPPED_VIDEO = ("resumes it after its last finished segment, kept in a hidden folder beside it "
+                            "(or starts it again if none was finished)")
 AFTER_A_STOP = f"nothing was written under the output's name; a re-run {RERUN_OF_A_STOPPED_VIDEO}"
 
 

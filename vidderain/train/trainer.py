@@ -73,6 +73,9 @@ class TrainSettings:
     rain_mix: float = 0.0  # fraction of paired crops whose rainy side is synthesized instead
     extra_clean: str | None = None  # folder of clean images/videos whose crops always get synthetic rain
     rain: str = "mixed"  # synthesizer ranges for --rain-mix and --extra-clean, a name in vidderain.data.synth.RAIN_PRESETS
+    val_split: float = 0.1  # share of the data held out for validation (when val_dir is None)
+    val_dir: str | None = None  # a separate folder of validation pairs, resolved
+    synthesize: bool = False  # the data folder holds clean images only; every crop gets synthetic rain
 
     def check(self) -> None:
         """Raise ParameterError, naming the setting and its value, for a setting that cannot work."""
@@ -102,7 +105,8 @@ class TrainSettings:
 
 
 # What a run that began before a setting existed did, so a resumed run keeps its recipe.
-LEGACY_SETTINGS: dict[str, Any] = {"augment": "flip+rot90", "rain_mix": 0.0, "extra_clean": None, "rain": "mixed"}
+LEGACY_SETTINGS: dict[str, Any] = {"augment": "flip+rot90", "rain_mix": 0.0, "extra_clean": None, "rain": "mixed",
+                                   "val_split": 0.1, "val_dir": None, "synthesize": False}
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,17 @@ class PlannedDecay(keras.optimizers.schedules.LearningRateSchedule):
         """The step at which the rate reaches its floor."""
         return int(self.segments[-1][1])
 
-    def extended(self, step: int, steps: int) -> "PlannedDecay":
-        """This schedule continued from `step`, at the rate it has there, down to its floor at `steps`."""
-        if steps == self.end:
+    def extended(self, step: int, steps: int, restart: float | None = None) -> "PlannedDecay":
+        """This schedule continued from `step` down to its floor at `steps`.
+
+        The new cosine starts at the rate the schedule has at `step` (after the warm-up,
+        where `step` falls inside it), or at `restart` when one is asked for (a warm restart).
+        """
+        if steps == self.end and restart is None:
             return self
-        rate = self.rate(step)
-        return PlannedDecay(self.peak, self.warmup, self.segments + [[step, steps, rate, self.peak * FINAL_LR_FRACTION]])
+        start = max(step, self.warmup)
+        rate = self.rate(start) if restart is None else float(restart)
+        return PlannedDecay(self.peak, self.warmup, self.segments + [[start, steps, rate, self.peak * FINAL_LR_FRACTION]])
 
     def rate(self, step: int) -> float:
         """The learning rate at `step`, in plain Python."""
@@ -215,11 +224,13 @@ class Trainer:
         data_description: str. Recorded in the model's metadata.
         val_names: sequence of str. Names of the validation pairs, recorded in the metadata.
         synthesize: callable or None. Makes the rainy side of a crop from its clean side: every
-            crop's when `rain_mix` is None (clean-only data), else a `settings.rain_mix` share of
-            the pairs' crops and every crop of `extra_clean`.
+            crop's with `clean_only`, else a `settings.rain_mix` share of the pairs' crops and
+            every crop of `extra_clean`.
         extra_clean: sequence of float32 clean frames whose crops always get synthetic rain.
         precision: Precision. What the network computes in; each leg of a resumed run may
             use another (the weights are float32 either way). Defaults to float32.
+        restart_lr: float or None. When resuming, start the rest of the schedule at this rate
+            (a warm restart asked for) instead of where the schedule is. Defaults to None.
         on_progress: callable or None. Called with a Progress after every step.
         distribution: Distribution. Devices and machines taking part, and whether this
             process is the chief; a worker that is not writes its files to a temporary
@@ -240,6 +251,7 @@ class Trainer:
         extra_clean: Sequence[np.ndarray] = (),
         clean_only: bool = False,
         precision: Precision = FLOAT32,
+        restart_lr: float | None = None,
     ):
         settings.check()
         distribution.check_batch(settings.batch)
@@ -253,6 +265,7 @@ class Trainer:
         self.extra_clean = list(extra_clean)
         self.clean_only = clean_only
         self.precision = precision
+        self.restart_lr = restart_lr
         self.on_progress = on_progress
         self.distribution = distribution
         self.arch = get_architecture(settings.arch)
@@ -329,7 +342,7 @@ class Trainer:
             # continued from the current rate when --steps changed.
             saved = state.get("schedule")
             planned = PlannedDecay(**saved) if saved else PlannedDecay.plan(TrainSettings.from_saved(state["settings"]))
-            schedule = planned.extended(state["step"], s.steps)
+            schedule = planned.extended(state["step"], s.steps, self.restart_lr)
             model.optimizer.learning_rate = schedule
         elif run_dir.exists():
             shutil.rmtree(run_dir)
@@ -424,7 +437,7 @@ class Trainer:
         net = self._plain_copy(model) if self.distribution.distributed else model
         val_psnr, val_ssim, outputs = evaluate(net, self.arch.stride, self.val_pairs)
         rainy, clean = self.val_pairs[0]
-        centre = 3 * (rainy.shape[2] // 6)  # a temporal window's centre frame
+        centre = 3 * (self.arch.frames // 2)  # a temporal window's centre frame
         grid = np.concatenate([rainy[:, :, centre : centre + 3], outputs[0], clean], axis=1)
         write_image(run_dir / "samples.png", to_integer(grid))
         if state["best_psnr"] is None or val_psnr > state["best_psnr"]:
@@ -451,7 +464,9 @@ class Trainer:
             "extra_clean": len(self.extra_clean),
             "legs": state.get("legs", []),
             "step": state["step"],
-            "training": dataclasses.asdict(s),
+            # Folder names, never paths: a model file says what it learnt from, not where that was.
+            "training": {**dataclasses.asdict(s), **{key: Path(value).name for key in ("extra_clean", "val_dir")
+                                                     if (value := getattr(s, key)) is not None}},
             "val_psnr": state["best_psnr"],
             "val_ssim": state["best_ssim"],
             "wall_seconds": round(state["wall_seconds"], 1),

@@ -24,10 +24,10 @@ from vidderain.io.video.probe import HdrMetadata, VideoInfo
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 VIDEO_SUFFIXES = frozenset(VIDEO_FORMATS)
 
-_CONTAINER_CODECS = {"webm": "libvpx-vp9"}  # containers whose default encoder is not libx264
-# The default encoder for a source of more than 8 bits per sample: one that stores 10 bits
-# and that players decode in hardware (HEVC Main 10 as phones record it; VP9 profile 2 in WebM).
-_DEEP_CONTAINER_CODECS = {"webm": "libvpx-vp9"}
+_CONTAINER_CODECS = {"webm": "libvpx-vp9"}  # containers whose default encoder is not libx264 (or libx265)
+# The default encoder for a source of more than 8 bits per sample, where the container has
+# no default of its own: one that stores 10 bits and that players decode in hardware (HEVC
+# Main 10 as phones record it; WebM's VP9 stores 10 bits as profile 2).
 _DEEP_CODEC = "libx265"
 _DEEP_NAMES = {("libx265", 10): "HEVC Main 10", ("libx265", 12): "HEVC Main 12", ("libvpx-vp9", 10): "VP9 profile 2",
                ("libvpx-vp9", 12): "VP9 profile 2"}
@@ -236,7 +236,7 @@ def encoder_for(
     if choice.codec is not None:
         codec = choice.codec
     elif deep:
-        codec = _DEEP_CONTAINER_CODECS.get(container, _DEEP_CODEC)
+        codec = _CONTAINER_CODECS.get(container, _DEEP_CODEC)
     else:
         codec = _CONTAINER_CODECS.get(container, EncoderSettings.codec)
     default_crf = _CODEC_CRF.get(codec, EncoderSettings.crf)

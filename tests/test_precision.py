@@ -7,7 +7,15 @@ import pytest
 
 from vidderain.errors import ParameterError
 from vidderain.metrics import psnr
-from vidderain.precision import FLOAT32, Precision, at_precision, cpu_bf16_flags, resolve_precision
+from vidderain.precision import (
+    FLOAT32,
+    Precision,
+    at_precision,
+    cached_cpu_bf16_speedup,
+    cpu_bf16_flags,
+    measure_cpu_bf16_speedup,
+    resolve_precision,
+)
 
 BF16 = Precision("bfloat16", "asked for")
 
@@ -19,18 +27,63 @@ def cpuinfo(tmp_path, flags: str):
     return path
 
 
+def fast(_identity):
+    return 2.0  # bfloat16 measured twice float32's speed
+
+
+def slow(_identity):
+    return 0.55  # measured on a 2-core Intel Xeon VM that lists avx512_bf16 without AMX
+
+
 @pytest.mark.parametrize(("flags", "expected"), [
     ("avx512f amx_bf16 amx_tile", "bfloat16"),
     ("avx512f avx512_bf16", "bfloat16"),
     ("avx512f avx512_vnni", "float32"),
     ("", "float32"),
 ])
-def test_auto_follows_the_cpus_bfloat16_flags(tmp_path, flags, expected):
-    assert resolve_precision("auto", cpuinfo(tmp_path, flags)).name == expected
+def test_auto_follows_the_cpus_bfloat16_flags_where_bfloat16_measures_faster(tmp_path, flags, expected):
+    chosen = resolve_precision("auto", cpuinfo(tmp_path, flags), cpu_speedup=fast)
+    assert chosen.name == expected
+
+
+def test_auto_keeps_float32_where_the_flags_promise_bfloat16_but_it_measures_slower(tmp_path):
+    chosen = resolve_precision("auto", cpuinfo(tmp_path, "avx512f avx512_bf16"), cpu_speedup=slow)
+    assert chosen.name == "float32"
+    assert "avx512_bf16" in chosen.reason and "0.55x" in chosen.reason
+
+
+def test_auto_measures_only_where_the_flags_promise_bfloat16(tmp_path):
+    asked = []
+    resolve_precision("auto", cpuinfo(tmp_path, "avx2"), cpu_speedup=asked.append)
+    resolve_precision("bfloat16", cpuinfo(tmp_path, "avx512_bf16"), cpu_speedup=asked.append)
+    assert asked == []
+
+
+def test_the_measurement_is_remembered_per_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return 1.9
+
+    assert cached_cpu_bf16_speedup("cpu A", measure) == 1.9
+    assert cached_cpu_bf16_speedup("cpu A", measure) == 1.9
+    assert cached_cpu_bf16_speedup("cpu B", measure) == 1.9
+    assert len(calls) == 2  # once per CPU
+    cache = tmp_path / "cache" / "vidderain" / "precision.json"
+    cache.write_text("not json")  # a damaged cache is measured again and rewritten
+    assert cached_cpu_bf16_speedup("cpu A", measure) == 1.9 and len(calls) == 3
+    assert cached_cpu_bf16_speedup("cpu A", measure) == 1.9 and len(calls) == 3
+
+
+def test_the_real_measurement_times_both_precisions():
+    speedup = measure_cpu_bf16_speedup(rounds=1)
+    assert np.isfinite(speedup) and 0.05 < speedup < 20
 
 
 def test_auto_is_float32_where_the_cpu_cannot_be_read(tmp_path):
-    chosen = resolve_precision("auto", tmp_path / "no-such-file")
+    chosen = resolve_precision("auto", tmp_path / "no-such-file", cpu_speedup=fast)
     assert chosen.name == "float32" and "without" in chosen.reason
 
 

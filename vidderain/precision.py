@@ -4,8 +4,13 @@ bfloat16 halves the bytes every convolution moves and, on hardware with bfloat16
 arithmetic (Intel AMX and AVX-512 BF16, AMD Zen 4 and later, GPUs of compute
 capability 8.0 and up), runs the network about twice as fast; elsewhere it is
 emulated and slower than float32. `resolve_precision("auto")` therefore asks the
-hardware: the flags the CPU reports (Linux `/proc/cpuinfo`), or the GPU's compute
-capability. Model files always hold float32 weights; bfloat16 is a way of running them.
+hardware: the GPU's compute capability, or the flags the CPU reports (Linux
+`/proc/cpuinfo`). The flags alone mislead: on a 2-core Intel Xeon virtual machine
+that lists `avx512_bf16` (but not AMX) bfloat16 ran the network 1.6x *slower* than
+float32, where an AMD Zen 5 one with the same flag ran it 2x faster. So where the
+flags say yes, `auto` also times a small convolution stack both ways (about a second,
+remembered per CPU in the user's cache folder) and keeps bfloat16 only if it is
+faster. Model files always hold float32 weights; bfloat16 is a way of running them.
 
 The network keeps float32 at its two ends: inputs arrive as float32, and any layer
 that reads the model's input directly without weights of its own (the residual
@@ -15,7 +20,11 @@ residual model subtracts its bfloat16 rain estimate from the exact float32 frame
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +38,8 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # CPU flags (Linux /proc/cpuinfo) that mean bfloat16 dot products run in hardware.
 NATIVE_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 MIXED_POLICY = "mixed_bfloat16"  # Keras policy: bfloat16 compute, float32 variables
+# `auto` keeps bfloat16 on a CPU only where the timed check finds it at least this much faster.
+MIN_CPU_SPEEDUP = 1.15
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,81 @@ def cpu_bf16_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> frozenset[st
     return frozenset()
 
 
+def cpu_identity(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU's model name and flags as one string (a key for remembering measurements)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), " ".join(value.split()))
+    return " | ".join(fields.get(k, "") for k in ("model name", "flags", "Features"))
+
+
+def measure_cpu_bf16_speedup(rounds: int = 5) -> float:
+    """Time a small convolution stack in float32 and in bfloat16 here; return float32 time / bfloat16 time.
+
+    The stack (three 3x3 convolutions of 64 channels on a 128x128 crop) has the
+    shape of the networks' work; the best of `rounds` calls counts, after one call
+    that compiles. About a second on a 2-core CPU.
+    """
+    import keras
+    import numpy as np
+
+    x = np.random.default_rng(0).random((1, 128, 128, 16), dtype=np.float32)
+    seconds = {}
+    for policy in ("float32", MIXED_POLICY):
+        inputs = keras.Input((None, None, 16))
+        h = inputs
+        for _ in range(3):
+            h = keras.layers.Conv2D(64, 3, padding="same", activation="relu", dtype=policy)(h)
+        model = keras.Model(inputs, h)
+        model.predict_on_batch(x)  # compiles
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            model.predict_on_batch(x)
+            best = min(best, time.perf_counter() - started)
+        seconds[policy] = best
+    return seconds["float32"] / seconds[MIXED_POLICY]
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vidderain" / "precision.json"
+
+
+def cached_cpu_bf16_speedup(identity: str, measure: Callable[[], float] = measure_cpu_bf16_speedup) -> float:
+    """`measure()` for this CPU, remembered in the user's cache folder under `identity`.
+
+    A cache that cannot be read or written is ignored: the check then runs each time.
+    """
+    cache = _cache_file()
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    import keras
+
+    key = f"{hashlib.sha256(identity.encode()).hexdigest()[:16]} keras {keras.__version__} {keras.backend.backend()}"
+    if isinstance(known, dict) and isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    speedup = measure()
+    if not isinstance(known, dict):
+        known = {}
+    known[key] = round(speedup, 3)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known, indent=1))
+        os.replace(temporary, cache)
+    except OSError:
+        pass
+    return speedup
+
+
 def gpu_compute_capability() -> tuple[int, int] | None:
     """Compute capability of the first GPU the Keras backend sees, or None without one."""
     import keras
@@ -103,12 +189,14 @@ def gpu_compute_capability() -> tuple[int, int] | None:
     return None
 
 
-def resolve_precision(requested: str, cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> Precision:
+def resolve_precision(requested: str, cpuinfo: str | os.PathLike = "/proc/cpuinfo",
+                      cpu_speedup: Callable[[str], float] = cached_cpu_bf16_speedup) -> Precision:
     """Turn "auto", "float32" or "bfloat16" into the precision to run at, with the reason.
 
     "auto" chooses bfloat16 on a GPU of compute capability 8.0 or more, or, without a
-    GPU, on a CPU that lists `amx_bf16` or `avx512_bf16`; float32 otherwise, including
-    where the CPU's flags cannot be read (not Linux).
+    GPU, on a CPU that lists `amx_bf16` or `avx512_bf16` and where bfloat16 measures at
+    least MIN_CPU_SPEEDUP times faster (`cpu_speedup(identity)`: timed once per CPU and
+    remembered); float32 otherwise, including where the CPU's flags cannot be read (not Linux).
 
     Raises:
         ParameterError: `requested` is not one of PRECISIONS.
@@ -123,9 +211,13 @@ def resolve_precision(requested: str, cpuinfo: str | os.PathLike = "/proc/cpuinf
             return Precision("bfloat16", f"GPU of compute capability {version}")
         return Precision("float32", f"GPU of compute capability {version} has no fast bfloat16")
     flags = cpu_bf16_flags(cpuinfo)
-    if flags:
-        return Precision("bfloat16", f"CPU has {', '.join(sorted(flags))}")
-    return Precision("float32", "CPU without native bfloat16")
+    if not flags:
+        return Precision("float32", "CPU without native bfloat16")
+    listed = ", ".join(sorted(flags))
+    speedup = cpu_speedup(cpu_identity(cpuinfo))
+    if speedup >= MIN_CPU_SPEEDUP:
+        return Precision("bfloat16", f"CPU has {listed}, measured {speedup:.1f}x float32's speed")
+    return Precision("float32", f"CPU lists {listed} but bfloat16 measured {speedup:.2f}x float32's speed here")
 
 
 def _float32_tail(model: "keras.Model") -> set[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterable[T], depth: int = 4, name: str = "prefetch") -> Iterator[T]:
+def prefetch(items: Iterable[T], depth: int = 4, name: str = "prefetch") -> Generator[T, None, None]:
     """Iterate over `items` produced by a background thread, at most `depth` ahead.
 
     Args:

@@ -67,7 +67,8 @@ SegmentOption = Annotated[
                  "finished segment, so at most one segment's work is lost."),
 ]
 PRECISION_HELP = ("auto, float32 or bfloat16. auto runs the network in bfloat16 where the hardware has it natively "
-                  "(a GPU of compute capability 8.0 or more; a CPU listing amx_bf16 or avx512_bf16), float32 elsewhere.")
+                  "(a GPU of compute capability 8.0 or more; a CPU listing amx_bf16 or avx512_bf16 where a short "
+                  "timing, done once per CPU, finds it faster), float32 elsewhere.")
 PrecisionOption = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
 CompareOption = Annotated[
     Optional[str], typer.Option("--compare", help="'side' puts input and result side by side; 'split' shows the input left of a split line (moving, in videos).")

@@ -232,9 +232,9 @@ def _derain_segments(engine: Engine, described: _Described, destination: Path, o
                 on_progress(done, video.total)
             # A full disk (DiskFullError) is raised as it is, to end a folder job as well.
             with BackgroundWorker(depth=4, name="encode-video", fatal=(DiskFullError,)) as encoder_thread:
+                inputs = prefetch(model_inputs(decoded(), window, skip), depth=read_ahead(window),
+                                  name="decode-video")
                 try:
-                    inputs = prefetch(model_inputs(decoded(), window, skip), depth=read_ahead(window),
-                                      name="decode-video")
                     for key, derained in engine.run(inputs):
                         encoder_thread.submit(key.index, encode, key, derained)
                         _raise_first(encoder_thread.completed())
@@ -245,6 +245,8 @@ def _derain_segments(engine: Engine, described: _Described, destination: Path, o
                 except BaseException:
                     segments.kill()  # a segment the encoder thread is finishing ends now, not after a slow flush
                     raise
+                finally:
+                    inputs.close()  # stops the decoding thread now, not when the generator is collected
             if done == progress.frames_done:
                 raise InputError(f"{destination}: no frames were written")
             segments.finish()

@@ -253,6 +253,24 @@ def test_webm_with_only_a_crf_is_vp9_at_that_crf(ntsc_clip, tmp_path, trained_mo
     assert probe_video(out).codec == "vp9"
 
 
+@pytest.mark.parametrize("flags, flag", [(["--codec", "libx264"], "--codec"), (["--codec", "nosuch"], "--codec"),
+                                         (["--pix-fmt", "nosuch"], "--pix-fmt")])
+def test_folder_refuses_encoder_settings_its_videos_cannot_use_before_the_model_loads(
+        ntsc_clip, tmp_path, trained_model_path, monkeypatch, flags, flag):
+    import keras
+
+    loads = []
+    monkeypatch.setattr(keras.saving, "load_model", lambda *args, **kwargs: loads.append(args))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "clip.webm", "-i", str(ntsc_clip), "-frames:v", "3", "-an", "-c:v", "libvpx-vp9")
+    result = invoke("folder", folder, tmp_path / "out", "--model", trained_model_path, *flags)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"Received: {flag}=" in lines[0], lines
+    assert loads == [] and not (tmp_path / "out" / "clip.webm").exists()
+
+
 def test_stopped_video_says_a_rerun_resumes_after_its_last_finished_segment(ntsc_clip, tmp_path, any_model_path,
                                                                            monkeypatch):
     original = Engine.run

@@ -42,7 +42,7 @@ from vidderain.io.files import is_finished
 from vidderain.jobs import folder as folder_job
 from vidderain.jobs import video as video_job
 from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
-from vidderain.jobs.folder import FileResult, derain_files, plan_folder
+from vidderain.jobs.folder import FileResult, check_folder_job, derain_files, plan_folder
 from vidderain.jobs.resume import SEGMENT_SECONDS
 from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
 from vidderain.temporal import WindowSpec
@@ -102,7 +102,7 @@ def folder(
     """
     video_options = VideoOptions(encoder=encoder_choice(codec, crf, preset, pix_fmt), compare=compare, segment=segment,
                                  resume=not overwrite)
-    video_options.check()
+    video_options.check()  # before the folder is read, whether or not it holds videos
     if workers is not None and ray_address is None:
         raise InputError("--workers needs --ray (local runs use one process)")
     if ray_address is not None:
@@ -119,6 +119,7 @@ def folder(
         if not plan.skipped:
             raise InputError(f"{in_dir}: no images found" + ("" if recursive else " (use --recursive for sub-folders)"))
         return
+    check_folder_job(plan, video_options)  # encoder settings for its videos, before the model takes seconds to load
     engine, window, network = None, None, None
     if ray_address is None:
         engine, window, network = load_engine(model, tile, overlap, batch, ensemble, precision)

@@ -139,6 +139,22 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
     return FolderPlan(todo=todo, skipped=skipped, unreadable=unreadable)
 
 
+def check_folder_job(plan: FolderPlan, options: VideoOptions) -> None:
+    """Refuse video settings that cannot work for the videos of `plan`, before a model is loaded.
+
+    Raises:
+        ParameterError: a bad option, or encoder settings that cannot write one of the
+            videos (named) in its container.
+    """
+    options.check()
+    checked: set[str] = set()
+    for _, destination in plan.todo:
+        suffix = destination.suffix.lower()
+        if is_video_path(destination) and suffix not in checked:
+            options.check_encoder(destination)
+            checked.add(suffix)
+
+
 @dataclass(frozen=True)
 class _Decoded:
     index: int

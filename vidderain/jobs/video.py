@@ -100,6 +100,18 @@ class VideoOptions:
         if isinstance(self.segment, bool) or not isinstance(self.segment, (int, float)) or not self.segment > 0:
             raise ParameterError("segment", self.segment, "a positive number of seconds")
 
+    def check_encoder(self, destination: Path) -> None:
+        """Refuse encoder settings that cannot write the video file `destination`.
+
+        Raises:
+            InputError: `destination` has no video suffix.
+            ParameterError: a setting this ffmpeg cannot use, or a codec its container cannot hold.
+        """
+        container_for(destination)
+        encoder = encoder_for(destination, self.encoder)
+        encoder.check()
+        check_container_codec(destination, encoder.codec)
+
 
 def split_position(index: int, fps: Fraction) -> float:
     """Where the moving split line of compare mode "split" stands in frame `index` (fraction of the width)."""
@@ -124,11 +136,8 @@ def check_video_job(source: Path, destination: Path, options: VideoOptions = Vid
                              "(e.g. 25 or 30000/1001)", path=source)
     if destination.is_dir():
         raise InputError(not_a_file(destination, "a video file"))
-    container_for(destination)
     check_output_location(source, destination)
-    encoder = encoder_for(destination, options.encoder)
-    encoder.check()
-    check_container_codec(destination, encoder.codec)
+    options.check_encoder(destination)
 
 
 def derain_video(

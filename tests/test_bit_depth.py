@@ -174,3 +174,20 @@ def test_encoder_for_keeps_a_deep_sources_depth_unless_told_otherwise(name, choi
     assert (settings.codec, settings.pix_fmt, settings.tag) == (codec, pix_fmt, tag)
     assert bool(settings.reason) == (depth > 8)
     settings.check()
+
+
+def test_a_folder_of_16_bit_frames_is_written_at_more_than_8_bits(tmp_path, trained_model_path):
+    from vidderain.io.images import write_image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    gray = np.linspace(0.05, 0.95, RAMP_WIDTH)  # finer steps than 8 bits can hold
+    ramp = np.rint(np.tile(gray, (RAMP_HEIGHT, 1)) * 65535).astype(np.uint16)
+    for index in range(RAMP_FRAMES):
+        write_image(frames / f"{index:04d}.png", np.repeat(ramp[:, :, None], 3, axis=2))
+    out = tmp_path / "out.mp4"
+    result = invoke("video", frames, out, "--fps", 25, "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert probe_video(out).bit_depth > 8
+    codes = np.unique(luma_planes(out))
+    assert len(codes) > 500, f"{len(codes)} luma codes; 8-bit frames give at most about 200 here"

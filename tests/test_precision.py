@@ -52,6 +52,15 @@ def test_auto_keeps_float32_where_the_flags_promise_bfloat16_but_it_measures_slo
     assert "avx512_bf16" in chosen.reason and "0.55x" in chosen.reason
 
 
+def test_auto_keeps_float32_where_the_bfloat16_check_fails(tmp_path):
+    def broken(identity):
+        raise RuntimeError("no bfloat16 kernel for Conv2D\nmore detail")
+
+    chosen = resolve_precision("auto", cpuinfo(tmp_path, "avx512f avx512_bf16"), cpu_speedup=broken)
+    assert chosen.name == "float32"
+    assert chosen.reason == "CPU lists avx512_bf16 but the bfloat16 check failed (no bfloat16 kernel for Conv2D)"
+
+
 def test_auto_measures_only_where_the_flags_promise_bfloat16(tmp_path):
     asked = []
     resolve_precision("auto", cpuinfo(tmp_path, "avx2"), cpu_speedup=asked.append)

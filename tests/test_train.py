@@ -128,6 +128,12 @@ def test_finished_run_extends_with_resume_and_more_steps(tmp_path, make_natural_
     assert result.exit_code == 0, result.output
     assert [int(r["step"]) for r in read_log(out)] == list(range(1, 10))
     assert "trained 9 steps" in result.output
+    for again in (["--steps", 9], ["--steps", 5], []):  # nothing left to train: said in one line, the run untouched
+        result = invoke("train", data, "--out", out, "--resume", *again)
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and ("step 9" in lines[0] or "its 9 steps" in lines[0]), lines
+    assert [int(r["step"]) for r in read_log(out)] == list(range(1, 10))
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, make_natural_image, make_rainy):
@@ -168,6 +174,16 @@ def test_paper_network_trains_too(tmp_path, make_natural_image, make_rainy):
     from vidderain.models import read_metadata
 
     assert read_metadata(out)["arch"] == "paper"
+
+
+def test_a_validation_split_that_leaves_nothing_to_train_on_is_one_line(tmp_path, make_natural_image, make_rainy):
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=2)
+    result = invoke("train", data, "--out", tmp_path / "m.keras", "--val-split", 0.9, "--steps", 2)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("loading")]
+    assert lines == ["error: --val-split must be small enough to leave images to train on (it would hold out all 2). "
+                     "Received: --val-split=0.9"]
+    assert not (tmp_path / "m.keras").exists()
 
 
 @pytest.mark.slow

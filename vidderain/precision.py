@@ -6,7 +6,7 @@ capability 8.0 and up), runs the network about twice as fast; elsewhere it is
 emulated and slower than float32. `resolve_precision("auto")` therefore asks the
 hardware: the GPU's compute capability, or the flags the CPU reports (Linux
 `/proc/cpuinfo`). The flags alone mislead: on a 2-core Intel Xeon virtual machine
-that lists `avx512_bf16` (but not AMX) bfloat16 ran the network 1.6x *slower* than
+that lists `avx512_bf16` (but not AMX) bfloat16 ran the network 1.6-1.7x *slower* than
 float32, where an AMD Zen 5 one with the same flag ran it 2x faster. So where the
 flags say yes, `auto` also times a small convolution stack both ways (about a second,
 remembered per CPU in the user's cache folder) and keeps bfloat16 only if it is
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vidderain.errors import ParameterError
+from vidderain.errors import ParameterError, first_line
 
 if TYPE_CHECKING:
     import keras
@@ -214,7 +214,10 @@ def resolve_precision(requested: str, cpuinfo: str | os.PathLike = "/proc/cpuinf
     if not flags:
         return Precision("float32", "CPU without native bfloat16")
     listed = ", ".join(sorted(flags))
-    speedup = cpu_speedup(cpu_identity(cpuinfo))
+    try:
+        speedup = cpu_speedup(cpu_identity(cpuinfo))
+    except Exception as exc:  # a backend that cannot run the check cannot be trusted to run bfloat16 well
+        return Precision("float32", f"CPU lists {listed} but the bfloat16 check failed ({first_line(exc)})")
     if speedup >= MIN_CPU_SPEEDUP:
         return Precision("bfloat16", f"CPU has {listed}, measured {speedup:.1f}x float32's speed")
     return Precision("float32", f"CPU lists {listed} but bfloat16 measured {speedup:.2f}x float32's speed here")

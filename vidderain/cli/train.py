@@ -15,7 +15,23 @@ from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
 from vidderain.precision import resolve_precision
-from vidderain.train.checkpoint import run_folder
+from vidderain.train.checkpoint import run_folder, saved_state
+
+
+def _check_resume(out_path: Path, resume: bool, steps: Optional[int], restart_lr: Optional[float]) -> None:
+    """Refuse --resume without a checkpoint, or with a --steps it has already reached, and --restart-lr without it."""
+    if not resume:
+        if restart_lr is not None:
+            raise InputError("--restart-lr needs --resume (a new run starts with its warm-up)")
+        return
+    state = saved_state(out_path)
+    if state is None:
+        raise InputError(f"{out_path}: no checkpoint to resume from (looked in {run_folder(out_path)})")
+    if steps is not None and steps <= state["step"]:
+        raise InputError(f"{out_path}: the run is at step {state['step']} already; --steps must be larger to train "
+                         f"more. Received: --steps={steps}")
+    if steps is None and state["step"] >= state["settings"]["steps"]:
+        raise InputError(f"{out_path}: the run finished its {state['step']} steps; a larger --steps extends it")
 
 
 @command()
@@ -95,6 +111,7 @@ def train(
     """
     if out_path.suffix != ".keras":
         raise InputError(f"{out_path}: --out must end in .keras")
+    _check_resume(out_path, resume, steps, restart_lr)  # before Keras takes seconds to start
     with quiet_native_stderr():
         # Imported here: these import Keras, which takes seconds and writes to stderr as it starts.
         from vidderain.data.patches import describe_data, load_training_data
@@ -112,14 +129,11 @@ def train(
                              extra_clean=str(extra_clean.resolve()) if extra_clean is not None else None)
     if resume:
         saved = Trainer.saved_settings(out_path)
-        if saved is None:
-            raise InputError(f"{out_path}: no checkpoint to resume from (looked in {run_folder(out_path)})")
+        assert saved is not None  # _check_resume found the checkpoint
         ignored = _ignored_on_resume(ctx, settings, saved)
         if ignored:
             err.print(f"ignored with --resume, the run keeps what it started with: {', '.join(ignored)}", markup=False)
         settings = dataclasses.replace(saved, steps=steps or saved.steps)
-    elif restart_lr is not None:
-        raise InputError("--restart-lr needs --resume (a new run starts with its warm-up)")
     settings.check()
     distribution.check_batch(settings.batch)
     with quiet_native_stderr():

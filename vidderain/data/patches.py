@@ -432,7 +432,7 @@ def load_training_data(
             val_clean, val_names = _load_clean(Path(val_dir))
             train_clean = clean
         else:
-            count = round(len(clean) * val_split)
+            count = _validation_count(len(clean), val_split)
             train_clean, val_clean = split_validation(clean, count, seed)
             _, val_names = split_validation(names, count, seed)
         val = [(add_rain(c, np.random.default_rng([seed, i]), rain), c) for i, c in enumerate(val_clean)]
@@ -442,10 +442,19 @@ def load_training_data(
     if val_dir is not None:
         val, val_names = _load_paired(Path(val_dir))
         return TrainingData(pairs, val, val_names, str(data_dir), synthesizer, extra)
-    count = round(len(pairs) * val_split)
+    count = _validation_count(len(pairs), val_split)
     train, val = split_validation(pairs, count, seed)
     _, val_names = split_validation(names, count, seed)
     return TrainingData(train, val, val_names, str(data_dir), synthesizer, extra)
+
+
+def _validation_count(total: int, val_split: float) -> int:
+    """How many of `total` items `val_split` holds out; refused where none would be left to train on."""
+    count = round(total * val_split)
+    if count >= total:
+        raise ParameterError("val_split", val_split, f"small enough to leave images to train on "
+                             f"(it would hold out all {total})")
+    return count
 
 
 def describe_data(data: TrainingData) -> str:

@@ -109,7 +109,7 @@ class BenchSettings:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """The six figures, with what they were measured on.
+    """The seven figures, with what they were measured on.
 
     Attributes:
         model: str. Path of the model file.
@@ -286,7 +286,7 @@ def run_bench(
     settings: BenchSettings = BenchSettings(),
     on_stage: Callable[[str], None] | None = None,
 ) -> BenchResult:
-    """Measure the six figures on a clip drawn for the purpose, in a temporary folder.
+    """Measure the seven figures on a clip drawn for the purpose, in a temporary folder.
 
     Args:
         loaded: LoadedModel. The model to measure (`vidderain.models.load_model`).

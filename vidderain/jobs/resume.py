@@ -140,7 +140,7 @@ class Progress:
 class WorkingFolder:
     """The hidden folder where an output's segments wait, locked by the one run that uses it.
 
-    Use `WorkingFolder.open` in a `with` block; leaving it keeps the folder only if it
+    Use it in a `with` block (entering takes the lock); leaving it keeps the folder only if it
     holds a finished segment and the run did not finish (`finish` removes it).
 
     Args:
@@ -177,7 +177,8 @@ class WorkingFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if self._finished or not self.progress.segments:
+            # A run whose lock was taken away (tidied after a kill) leaves the folder to whoever holds it now.
+            if (self._finished or not self.progress.segments) and self._still_locked():
                 shutil.rmtree(self.path, ignore_errors=True)
         finally:
             self._release()

@@ -98,8 +98,11 @@ class SegmentedWriter:
             writer.kill()
 
     def _close(self, next_frame: FrameMark | None) -> None:
-        writer, self._writer = self._writer, None
-        writer.close()
+        writer = self._writer
+        try:
+            writer.close()  # still `_writer` meanwhile, so a stop from another thread can `kill` it
+        finally:
+            self._writer = None
         first = self._first
         record = SegmentRecord(writer.path.name, first.index, self._count, first.time,
                                next_frame.time if next_frame else None)

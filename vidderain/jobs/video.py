@@ -46,6 +46,7 @@ from vidderain.io.video import (
     encoder_for,
     join_segments,
     probe_video,
+    frame_dtype,
     read_frame_folder,
     read_frames,
 )
@@ -315,10 +316,11 @@ class _Described:
     info: VideoInfo | None
     frame_paths: list[Path] | None
     total: int | None
+    frame_depth: int = 8  # bits per sample of a folder's frames
 
     @property
     def bit_depth(self) -> int:
-        return self.info.bit_depth if self.info is not None else 8
+        return self.info.bit_depth if self.info is not None else self.frame_depth
 
     def clip(self, options: VideoOptions) -> Clip | None:
         return Clip(self.info, options.start, options.duration) if self.info is not None else None
@@ -327,7 +329,7 @@ class _Described:
 def _describe_source(source: Path, options: VideoOptions) -> _Described:
     if source.is_dir():
         paths = read_frame_folder(source)
-        return _Described(source, None, paths, len(paths))
+        return _Described(source, None, paths, len(paths), frame_depth=8 * frame_dtype(paths[0]).itemsize)
     info = probe_video(source)
     return _Described(source, info, None, _expected_frames(Clip(info, options.start, options.duration)))
 
@@ -340,8 +342,10 @@ def _open_source(described: _Described, options: VideoOptions,
         paths = described.frame_paths
         height, width = read_image(paths[0]).shape[:2]
         fps = options.fps
-        frames = (TimedFrame(frame, index / fps) for index, frame in enumerate(read_frames(paths[first:]), first))
-        return VideoSource(frames, width, height, fps, total=len(paths), clip=None, first=first), None
+        dtype = np.dtype(np.uint16 if described.bit_depth > 8 else np.uint8)
+        decoded = read_frames(paths[first:], dtype)
+        frames = (TimedFrame(frame, index / fps) for index, frame in enumerate(decoded, first))
+        return VideoSource(frames, width, height, fps, total=len(paths), clip=None, first=first, dtype=dtype), None
     reader = VideoReader(described.path, start=options.start, duration=options.duration, info=described.info,
                          begin=begin)
     video = VideoSource(reader.timed(), reader.width, reader.height, reader.info.fps, total=described.total,

@@ -228,15 +228,17 @@ class FfmpegProcess:
         """
         popen = self._popen
         try:
+            # Killed first: a pipe that another thread is writing or reading is closed only
+            # once that call returns, which the dead process makes it do at once.
+            if popen.poll() is None:
+                popen.kill()
             for pipe in (popen.stdin, popen.stdout):
                 if pipe is not None:
                     try:
                         pipe.close()
                     except OSError:
                         pass  # a broken pipe on close changes nothing now
-            if popen.poll() is None:
-                popen.kill()
-                popen.wait()
+            popen.wait()
         finally:
             self._drain.join(timeout=1.0)
             if not self._drain.is_alive():

@@ -1,7 +1,8 @@
 """A folder of numbered image frames as a video source.
 
 The frames are listed in natural order (frame2 before frame10) and decoded one by
-one into RGB uint8 frames of one size, the form a video reader gives.
+one into RGB frames of one size, the form a video reader gives: uint16 where the
+first frame stores 16 bits per sample (PNG, TIFF), uint8 otherwise.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def _natural_key(path: Path) -> tuple[list[int | str], str]:
     return [int(p) if i % 2 else p for i, p in enumerate(parts)], path.name
 
 
-def read_frames(paths: list[Path]) -> Iterator[np.ndarray]:
-    """Decode image frames into RGB uint8 frames, as a video reader gives them (8-bit, 3 channels).
+def frame_dtype(path: str | os.PathLike) -> np.dtype:
+    """The samples a folder's frames are read as, from its first frame: uint16 for a 16-bit image, else uint8."""
+    return np.dtype(np.uint16 if read_image(path).dtype == np.uint16 else np.uint8)
+
+
+def read_frames(paths: list[Path], dtype: np.dtype | type = np.uint8) -> Iterator[np.ndarray]:
+    """Decode image frames into RGB frames of `dtype` (3 channels), as a video reader gives them.
 
     Raises:
         InputError: a frame cannot be read, or differs in size from the first.
@@ -63,4 +69,4 @@ def read_frames(paths: list[Path]) -> Iterator[np.ndarray]:
             first_shape = rgb.shape
         elif rgb.shape != first_shape:
             raise InputError(f"{path}: is {rgb.shape[1]}x{rgb.shape[0]}, the first frame {first_shape[1]}x{first_shape[0]}")
-        yield to_integer(rgb)
+        yield to_integer(rgb, dtype)

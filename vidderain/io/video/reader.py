@@ -77,7 +77,7 @@ class FrameMark:
 
 
 class VideoReader:
-    """Decode a video's first video stream into upright RGB uint8 frames.
+    """Decode a video's first video stream into upright RGB frames (uint16 from a deeper source, else uint8).
 
     ffmpeg applies the display rotation, so frames are `width` x `height` as displayed
     (`info.display_width` x `info.display_height`). Every decoded frame comes out

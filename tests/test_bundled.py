@@ -20,8 +20,8 @@ MAX_MODEL_BYTES = 20 * 1024 * 1024
 def test_default_model_is_bundled_with_its_metadata():
     assert "default" in bundled_models()
     meta = read_metadata(bundled_models()["default"])
-    assert meta["arch"] == "default" and meta["stride"] == 8
-    assert meta["val_psnr"] > 30
+    assert meta["arch"] in ("default", "unet") and meta["stride"] == 8  # trained as `unet`, the same network
+    assert meta["val_psnr"] > 36.5
 
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))
@@ -31,13 +31,24 @@ def test_bundled_model_is_small_and_loads_in_safe_mode(name):
     assert load_model(name).model.inputs[0].shape[-1] == 3
 
 
-@pytest.mark.slow
-def test_default_model_removes_rain_from_a_bundled_sample():
+# Each sample's PSNR gain over its rainy input, a little under what the bundled model measured
+# (models/README.md: +3.85, +13.81, +6.58, +4.02 dB).
+SAMPLE_GAINS = {"astronaut.png": 3.5, "chelsea.png": 13.0, "coffee.png": 6.0, "rocket.jpg": 3.5}
+
+
+@pytest.fixture(scope="module")
+def default_engine():
     loaded = load_model("default")
-    rainy, _, _ = split_rgb(read_image(SAMPLES / "images" / "chelsea.png"))
-    clean, _, _ = split_rgb(read_image(SAMPLES / "clean" / "chelsea.png"))
-    derained = Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap)).process(rainy)
-    assert psnr(derained, clean) >= psnr(rainy, clean) + 3.0
+    return Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SAMPLE_GAINS))
+def test_default_model_removes_rain_from_every_bundled_sample(default_engine, name):
+    rainy, _, _ = split_rgb(read_image(SAMPLES / "images" / name))
+    clean, _, _ = split_rgb(read_image(SAMPLES / "clean" / f"{Path(name).stem}.png"))
+    derained = default_engine.process(rainy)
+    assert psnr(derained, clean) >= psnr(rainy, clean) + SAMPLE_GAINS[name]
 
 
 def test_sample_video_is_short_small_and_has_sound():

@@ -140,13 +140,13 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
 
 
 def check_folder_job(plan: FolderPlan, options: VideoOptions) -> None:
-    """Refuse video settings that cannot work for the videos of `plan`, before a model is loaded.
+    """Refuse encoder settings that cannot write the videos of `plan`, before a model is loaded.
+
+    `options.check()`, which needs no plan, comes first.
 
     Raises:
-        ParameterError: a bad option, or encoder settings that cannot write one of the
-            videos (named) in its container.
+        ParameterError: encoder settings that cannot write one of the videos (named) in its container.
     """
-    options.check()
     checked: set[str] = set()
     for _, destination in plan.todo:
         suffix = destination.suffix.lower()

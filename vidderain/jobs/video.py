@@ -46,7 +46,6 @@ from vidderain.io.video import (
     encoder_for,
     join_segments,
     probe_video,
-    frame_dtype,
     read_frame_folder,
     read_frames,
 )
@@ -316,11 +315,11 @@ class _Described:
     info: VideoInfo | None
     frame_paths: list[Path] | None
     total: int | None
-    frame_depth: int = 8  # bits per sample of a folder's frames
+    first_frame: np.ndarray | None = None  # a folder's first frame, whose size and samples all frames share
 
     @property
     def bit_depth(self) -> int:
-        return self.info.bit_depth if self.info is not None else self.frame_depth
+        return self.info.bit_depth if self.info is not None else 8 * self.first_frame.dtype.itemsize
 
     def clip(self, options: VideoOptions) -> Clip | None:
         return Clip(self.info, options.start, options.duration) if self.info is not None else None
@@ -329,7 +328,7 @@ class _Described:
 def _describe_source(source: Path, options: VideoOptions) -> _Described:
     if source.is_dir():
         paths = read_frame_folder(source)
-        return _Described(source, None, paths, len(paths), frame_depth=8 * frame_dtype(paths[0]).itemsize)
+        return _Described(source, None, paths, len(paths), first_frame=read_image(paths[0]))
     info = probe_video(source)
     return _Described(source, info, None, _expected_frames(Clip(info, options.start, options.duration)))
 
@@ -340,9 +339,9 @@ def _open_source(described: _Described, options: VideoOptions,
     first = begin.index if begin is not None else 0
     if described.frame_paths is not None:
         paths = described.frame_paths
-        height, width = read_image(paths[0]).shape[:2]
+        height, width = described.first_frame.shape[:2]
         fps = options.fps
-        dtype = np.dtype(np.uint16 if described.bit_depth > 8 else np.uint8)
+        dtype = described.first_frame.dtype  # uint16 for 16-bit frames (PNG, TIFF), else uint8
         decoded = read_frames(paths[first:], dtype)
         frames = (TimedFrame(frame, index / fps) for index, frame in enumerate(decoded, first))
         return VideoSource(frames, width, height, fps, total=len(paths), clip=None, first=first, dtype=dtype), None

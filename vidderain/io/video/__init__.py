@@ -35,7 +35,7 @@ from vidderain.io.video.encoding import (
     is_video_path,
 )
 from vidderain.io.video.ffmpeg import ffmpeg_exe
-from vidderain.io.video.frames import frame_dtype, read_frame_folder, read_frames
+from vidderain.io.video.frames import read_frame_folder, read_frames
 from vidderain.io.video.probe import Clip, HdrMetadata, VideoInfo, probe_video
 from vidderain.io.video.reader import FrameMark, TimedFrame, VideoReader
 from vidderain.io.video.segments import Segment, join_segments
@@ -58,7 +58,6 @@ __all__ = [
     "container_for",
     "encoder_for",
     "ffmpeg_exe",
-    "frame_dtype",
     "is_video_path",
     "join_segments",
     "probe_video",

@@ -1,8 +1,8 @@
 """A folder of numbered image frames as a video source.
 
 The frames are listed in natural order (frame2 before frame10) and decoded one by
-one into RGB frames of one size, the form a video reader gives: uint16 where the
-first frame stores 16 bits per sample (PNG, TIFF), uint8 otherwise.
+one into RGB frames of one size and sample type (uint8, or uint16 for 16-bit PNG and
+TIFF), the form a video reader gives.
 """
 
 from __future__ import annotations
@@ -49,11 +49,6 @@ def _natural_key(path: Path) -> tuple[list[int | str], str]:
     parts = re.split(r"(\d+)", path.name.lower())
     # Even positions are text, odd positions digit runs, so comparisons never mix types.
     return [int(p) if i % 2 else p for i, p in enumerate(parts)], path.name
-
-
-def frame_dtype(path: str | os.PathLike) -> np.dtype:
-    """The samples a folder's frames are read as, from its first frame: uint16 for a 16-bit image, else uint8."""
-    return np.dtype(np.uint16 if read_image(path).dtype == np.uint16 else np.uint8)
 
 
 def read_frames(paths: list[Path], dtype: np.dtype | type = np.uint8) -> Iterator[np.ndarray]:

@@ -288,3 +288,29 @@ def test_restart_lr_needs_resume(tmp_path, make_natural_image, make_rainy):
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=4)
     result = invoke("train", data, "--out", tmp_path / "m.keras", "--restart-lr", "1e-4")
     assert result.exit_code == 2 and "--restart-lr needs --resume" in result.output
+
+
+@pytest.mark.slow
+def test_init_starts_from_a_trained_model_of_the_same_network(tmp_path, make_natural_image, make_rainy):
+    from vidderain.models import load_model, read_metadata
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=8)
+    first = tmp_path / "first.keras"
+    common = ["--batch", 2, "--patch", 32, "--warmup", 0, "--val-split", "0.25", "--precision", "float32"]
+    assert invoke("train", data, "--out", first, "--steps", 4, "--val-every", 4, *common).exit_code == 0
+    tuned = tmp_path / "tuned.keras"
+    result = invoke("train", data, "--out", tuned, "--init", first, "--steps", 1, "--val-every", 1, "--lr", "1e-9", *common)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # same validation pairs as the model it starts from
+    start, after = load_model(first).model.get_weights(), load_model(tuned).model.get_weights()
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(start, after))  # one step at lr 1e-9 from first's weights
+    assert read_metadata(tuned)["training"]["init"] == "first.keras"  # its name, not its path
+    assert read_metadata(tuned)["val_psnr"] == pytest.approx(read_metadata(first)["val_psnr"], abs=0.01)
+
+    other = invoke("train", data, "--out", tmp_path / "paper.keras", "--arch", "paper", "--init", first,
+                   "--steps", 1, "--batch", 2, "--patch", 32, "--val-split", "0.5")
+    assert other.exit_code == 2
+    assert "first.keras did not hold out 2 of this run's 4 validation pairs" in other.output
+    assert other.output.strip().splitlines()[-1].endswith("--init needs a model of the same architecture")
+    missing = invoke("train", data, "--out", tmp_path / "x.keras", "--init", tmp_path / "nosuch.keras")
+    assert missing.exit_code == 2 and "nosuch.keras" in missing.output and "Traceback" not in missing.output

@@ -14,6 +14,7 @@ from vidderain.data.synth import RAIN_PRESETS
 from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
+from vidderain.models import ModelFile, inspect_model
 from vidderain.precision import resolve_precision
 from vidderain.train.checkpoint import run_folder, saved_state
 
@@ -92,6 +93,11 @@ def train(
                           "(the same without haze) or synth (the --synthesize defaults).")
     ] = "mixed",
     precision: PrecisionOption = "auto",
+    init: Annotated[
+        Optional[str], typer.Option("--init", help="Start from the weights of a trained model of the same network "
+                                    "(a bundled name such as default, or a .keras file): fine-tuning, with a "
+                                    "schedule planned fresh from --lr.", show_default=False)
+    ] = None,
     restart_lr: Annotated[
         Optional[float], typer.Option("--restart-lr", min=0.0, help="With --resume: start the rest of the "
                                       "schedule at this learning rate (a warm restart) instead of where it is.",
@@ -112,6 +118,7 @@ def train(
     if out_path.suffix != ".keras":
         raise InputError(f"{out_path}: --out must end in .keras")
     _check_resume(out_path, resume, steps, restart_lr)  # before Keras takes seconds to start
+    init_file = inspect_model(init) if init is not None and not resume else None
     with quiet_native_stderr():
         # Imported here: these import Keras, which takes seconds and writes to stderr as it starts.
         from vidderain.data.patches import describe_data, load_training_data
@@ -126,7 +133,8 @@ def train(
                              loss=loss, val_every=val_every, seed=seed, augment=augment, rain_mix=rain_mix,
                              rain="synth" if synthesize else rain, val_split=val_split, synthesize=synthesize,
                              val_dir=str(val_dir.resolve()) if val_dir is not None else None,
-                             extra_clean=str(extra_clean.resolve()) if extra_clean is not None else None)
+                             extra_clean=str(extra_clean.resolve()) if extra_clean is not None else None,
+                             init=str(init_file.path.resolve()) if init_file is not None else None)
     if resume:
         saved = Trainer.saved_settings(out_path)
         assert saved is not None  # _check_resume found the checkpoint
@@ -143,6 +151,8 @@ def train(
                               synthesize=settings.synthesize, rain_mix=settings.rain_mix,
                               extra_clean=settings.extra_clean, rain=RAIN_PRESETS[settings.rain])
     err.print(describe_data(data), markup=False)
+    if init_file is not None:
+        _warn_if_validation_was_trained_on(init_file, data.val_names)
     err.print(f"training {settings.arch} on {device} in {resolved.describe()}, {distribution.describe()}", markup=False)
     with progress("loss", "rate", "val") as bars:
         task = bars.add_task("training", total=settings.steps, loss="", rate="", val="")
@@ -178,6 +188,17 @@ def _ignored_on_resume(ctx: typer.Context, given: "TrainSettings", saved: "Train
             flag = "--val" if field.name == "val_dir" else f"--{field.name.replace('_', '-')}"
             ignored.append(f"{flag} {ctx.params[field.name]}")
     return ignored
+
+
+def _warn_if_validation_was_trained_on(init_file: ModelFile, val_names: list[str]) -> None:
+    """Say so when the --init model did not hold out this run's validation pairs, so its scores are not held-out."""
+    held_out = init_file.metadata.get("val_files")
+    if held_out is None or not val_names:
+        return
+    seen = sorted(set(val_names) - set(held_out))
+    if seen:
+        err.print(f"warning: {init_file.path.name} did not hold out {len(seen)} of this run's {len(val_names)} "
+                  f"validation pairs (e.g. {seen[0]}); the validation scores will flatter it", markup=False)
 
 
 def _after_a_stop(trainer, is_chief: bool) -> str:

@@ -36,7 +36,7 @@ from vidderain.engine import Engine, TileSettings
 from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import write_image
 from vidderain.metrics import psnr, ssim
-from vidderain.models import save_model
+from vidderain.models import load_model, save_model
 from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
@@ -76,6 +76,7 @@ class TrainSettings:
     val_split: float = 0.1  # share of the data held out for validation (when val_dir is None)
     val_dir: str | None = None  # a separate folder of validation pairs, resolved
     synthesize: bool = False  # the data folder holds clean images only; every crop gets synthetic rain
+    init: str | None = None  # a trained model file whose weights the run starts from (fine-tuning), resolved
 
     def check(self) -> None:
         """Raise ParameterError, naming the setting and its value, for a setting that cannot work."""
@@ -106,7 +107,8 @@ class TrainSettings:
 
 # What a run that began before a setting existed did, so a resumed run keeps its recipe.
 LEGACY_SETTINGS: dict[str, Any] = {"augment": "flip+rot90", "rain_mix": 0.0, "extra_clean": None, "rain": "mixed",
-                                   "val_split": 0.1, "val_dir": None, "synthesize": False}
+                                   "val_split": 0.1, "val_dir": None, "synthesize": False,
+                                   "init": None}
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,16 @@ class Trainer:
                              f"its state at step {state['step']}")
         return state
 
+    def _initialize(self, model: keras.Model, init: str) -> None:
+        """Start `model` from the weights of the trained model file `init` (fine-tuning)."""
+        source = load_model(init)
+        weights = source.model.get_weights()
+        shapes = [tuple(w.shape) for w in weights]
+        if shapes != [tuple(v.shape) for v in model.weights]:
+            raise InputError(f"{source.path}: its network ({source.metadata.get('arch', 'unknown')}) does not fit "
+                             f"the {self.settings.arch} network; --init needs a model of the same architecture")
+        model.set_weights(weights)
+
     # The loop --------------------------------------------------------------------
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -344,8 +356,12 @@ class Trainer:
             planned = PlannedDecay(**saved) if saved else PlannedDecay.plan(TrainSettings.from_saved(state["settings"]))
             schedule = planned.extended(state["step"], s.steps, self.restart_lr)
             model.optimizer.learning_rate = schedule
-        elif run_dir.exists():
-            shutil.rmtree(run_dir)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            if s.init is not None:
+                with dist.scope():
+                    self._initialize(model, s.init)
         run_dir.mkdir(parents=True, exist_ok=True)
         state["settings"] = dataclasses.asdict(s)
         state["schedule"] = schedule.get_config()
@@ -465,7 +481,7 @@ class Trainer:
             "legs": state.get("legs", []),
             "step": state["step"],
             # Folder names, never paths: a model file says what it learnt from, not where that was.
-            "training": {**dataclasses.asdict(s), **{key: Path(value).name for key in ("extra_clean", "val_dir")
+            "training": {**dataclasses.asdict(s), **{key: Path(value).name for key in ("extra_clean", "val_dir", "init")
                                                      if (value := getattr(s, key)) is not None}},
             "val_psnr": state["best_psnr"],
             "val_ssim": state["best_ssim"],

@@ -120,6 +120,37 @@ def test_interrupted_run_resumes_to_where_an_uninterrupted_one_ends(tmp_path, ma
 
 
 @pytest.mark.slow
+def test_a_stop_right_after_an_update_resumes(tmp_path, make_natural_image, make_rainy, monkeypatch):
+    # A signal is delivered between Python bytecodes: here, just after step 4's update was applied
+    # and before the loop counted it. The checkpoint must say step 4, or --resume refuses it.
+    from vidderain.train.distribution import Distribution
+
+    real = Distribution.make_train_step
+
+    def stopping_after_4(self, model):
+        step = real(self, model)
+
+        def run(x, y):
+            loss = step(x, y)
+            if int(np.asarray(model.optimizer.iterations)) == 4:
+                raise KeyboardInterrupt
+            return loss
+        return run
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=6)
+    out = tmp_path / "m.keras"
+    options = ["--steps", 6, "--batch", 2, "--patch", 32, "--val-every", 3, "--precision", "float32"]
+    monkeypatch.setattr(Distribution, "make_train_step", stopping_after_4)
+    stopped = invoke("train", data, "--out", out, *options)
+    assert stopped.exit_code == 130 and "checkpoint of step 4" in stopped.output, stopped.output
+    monkeypatch.setattr(Distribution, "make_train_step", real)
+    resumed = invoke("train", data, "--out", out, "--resume", "--precision", "float32")
+    assert resumed.exit_code == 0, resumed.output
+    assert "trained 6 steps" in resumed.output
+    assert [int(r["step"]) for r in read_log(out)][-2:] == [5, 6]
+
+
+@pytest.mark.slow
 def test_finished_run_extends_with_resume_and_more_steps(tmp_path, make_natural_image, make_rainy):
     data = make_pairs(tmp_path / "data", make_natural_image, make_rainy)
     out = tmp_path / "m.keras"

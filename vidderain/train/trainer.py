@@ -421,6 +421,9 @@ class Trainer:
                         self.on_progress(Progress(step, s.steps, loss, rate, val_psnr, val_ssim))
             except KeyboardInterrupt:
                 log_file.flush()
+                # A stop that lands between a step's update and its bookkeeping leaves the
+                # update applied: the optimizer's count is the step the weights are at.
+                state["step"] = max(state["step"], int(np.asarray(model.optimizer.iterations)))
                 # The other workers of a multi-worker run may be gone; a save would wait for them.
                 if state["step"] > start_step and dist.workers == 1:
                     save_checkpoint(model, state, run_dir)

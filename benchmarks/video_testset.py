@@ -4,6 +4,7 @@ Run from the repository root:
 
     python benchmarks/video_testset.py make DIR [--clean ../shared/data/RainTrainL/norain]
     python benchmarks/video_testset.py score DIR --model NAME [--precision auto|float32|bfloat16] [--keep OUT]
+    python benchmarks/video_testset.py bound DIR [--frames 5]
 
 `make` films 10 clips of 30 frames (320x240, 30 fps) from clean images held out of all
 training: the clean sides of the 20 Rain100L validation pairs that `vidderain train
@@ -30,6 +31,15 @@ frame with `vidderain eval`'s metric (PSNR and SSIM on MATLAB luma, `vidderain.m
 and prints the mean per clip and over all frames, beside the rainy input's own score and
 the seconds `vidderain video` took for each clip (its start, loading TensorFlow and the
 model, included).
+
+`bound` asks what the neighbouring frames hold before any network is trained: for every
+frame, its window of `--frames` frames (edges replicated) is stacked as a temporal model
+stacks it, with and without optical-flow alignment (`vidderain.temporal`), and the
+per-pixel median and minimum over the window are scored against the clean frame; a third
+alignment, an experiment, warps each neighbour by a camera model fitted to the flow. Rain
+adds light, so where a pixel is dry in some frame of the window the minimum finds it;
+where it is wet in every frame, or under haze that lasts the whole clip, no fusion of the
+frames can.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from vidderain.data.patches import CameraMotion, synthesize_clip
@@ -50,7 +61,8 @@ from vidderain.data.synth import RAIN_PRESETS
 from vidderain.io.images import read_image, write_image
 from vidderain.io.video import EncoderSettings, VideoReader, VideoWriter
 from vidderain.metrics import psnr, ssim
-from vidderain.pixels import split_rgb, to_integer
+from vidderain.pixels import split_rgb, to_float, to_integer
+from vidderain.temporal import WindowSpec, WindowStacker, window_indices
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SAMPLES = REPOSITORY / "samples" / "clean"
@@ -173,6 +185,64 @@ def score(folder: Path, model: str, precision: str = "auto", keep: Path | None =
           f"({dp - rp:+.2f} dB)")
 
 
+BOUND_CAP_DB = 60.0
+
+
+def _camera_model_warp(stacker: WindowStacker):
+    """Warp a neighbour with the camera motion alone: a similarity transform (pan, zoom, turn) fitted
+    with RANSAC to the optical flow on a 16-px grid, instead of the flow itself, whose rain-made
+    noise a still scene cannot average out."""
+
+    def warp(frame, centre):
+        flow = stacker._flow.calc(centre.grey, frame.grey, None)
+        height, width = flow.shape[:2]
+        ys, xs = np.mgrid[8:height:16, 8:width:16]
+        points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        matrix, _ = cv2.estimateAffinePartial2D(points, points + flow[ys.ravel(), xs.ravel()], method=cv2.RANSAC,
+                                                ransacReprojThreshold=1.0)
+        return cv2.warpAffine(frame.rgb, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+    return warp
+
+
+def bound(folder: Path, frames: int = 5) -> None:
+    """Score the median and minimum of each frame's window, aligned and not (see the module's docstring)."""
+    manifest = json.loads((folder / "testset.json").read_text())
+    fusions = {"median": lambda w: np.median(w, axis=2), "minimum": lambda w: w.min(axis=2)}
+    scores: dict[str, list[tuple[str, float, float]]] = {"rainy": []}
+    for alignment in ("unaligned", "aligned", "camera model"):
+        stacker = WindowStacker(WindowSpec(frames, alignment != "unaligned"))
+        if alignment == "camera model":
+            stacker._warp_onto = _camera_model_warp(stacker)  # an experiment, not (yet) a model's preparation
+        for clip in manifest["clips"]:
+            rainy = _decode(folder / clip["name"] / "rainy.mkv")
+            prepared = [stacker.prepare(to_float(frame)) for frame in rainy]
+            fused: dict[str, list[np.ndarray]] = {name: [] for name in fusions}
+            for centre in range(len(rainy)):
+                window = stacker.stack([prepared[i] for i in window_indices(centre, len(rainy), frames // 2)])
+                window = window.reshape(*window.shape[:2], frames, 3)
+                for name, fuse in fusions.items():
+                    fused[name].append(to_integer(fuse(window)))
+            for name, result in fused.items():
+                key = f"{name}, {alignment}"
+                scores.setdefault(key, []).extend((clip["camera"], p, q) for p, q in
+                                                  score_frames(result, folder / clip["name"] / "clean"))
+            if alignment == "unaligned":
+                scores["rainy"] += [(clip["camera"], p, q) for p, q in score_frames(rainy, folder / clip["name"] / "clean")]
+    print(f"windows of {frames} frames, {len(scores['rainy'])} frames in {len(manifest['clips'])} clips, "
+          f"rain {manifest['rain']}")
+    # A fused frame equal to its clean frame (a still camera, a pixel dry in some frame of the
+    # window) has an infinite PSNR; it counts as BOUND_CAP_DB so that the means stay finite.
+    print(f"{'':<22} {'all':>16} {'still camera':>16} {'moving camera':>16}   (PSNR capped at {BOUND_CAP_DB:g} dB)")
+    for key, values in scores.items():
+        columns = []
+        for camera in (None, "still", "moving"):
+            chosen = [(min(p, BOUND_CAP_DB), q) for c, p, q in values if camera in (None, c)]
+            p, q = np.mean(chosen, axis=0)
+            columns.append(f"{p:6.2f} / {q:.4f}")
+        print(f"{key:<22} " + " ".join(f"{c:>16}" for c in columns))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,9 +258,15 @@ def main(argv: list[str] | None = None) -> None:
     score_parser.add_argument("--model", required=True, help="A bundled model name or a .keras file.")
     score_parser.add_argument("--precision", default="auto", help="auto, float32 or bfloat16. [default: auto]")
     score_parser.add_argument("--keep", type=Path, metavar="OUT", help="Keep the derained clips in OUT.")
+    bound_parser = commands.add_parser("bound", help="Score the median and minimum of each frame's window of "
+                                       "frames: what the neighbours hold.")
+    bound_parser.add_argument("dir", type=Path, metavar="DIR")
+    bound_parser.add_argument("--frames", type=int, default=5, help="Frames in a window, odd. [default: 5]")
     args = parser.parse_args(argv)
     if args.command == "make":
         make(args.dir, args.clean, args.seed, args.clips, args.frames)
+    elif args.command == "bound":
+        bound(args.dir, args.frames)
     else:
         score(args.dir, args.model, args.precision, args.keep)
 

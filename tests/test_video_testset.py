@@ -89,3 +89,17 @@ def test_score_of_a_model_that_changes_nothing_is_the_rainy_inputs_score(testset
     clean = [to_float(read_image(p)) for p in sorted((tmp_path / "set" / "clip01" / "clean").glob("*.png"))]
     assert float(rainy[0]) == pytest.approx(np.mean([psnr(to_float(f), c) for f, c in zip(frames, clean)]), abs=0.006)
     assert lines[-1].startswith("mean over 3 frames: rainy ") and lines[-1].endswith("(+0.00 dB)")
+
+
+def test_bound_scores_what_the_neighbouring_frames_hold(testset, stand_in_clean, tmp_path, capsys):
+    testset.make(tmp_path / "set", stand_in_clean, clips=2, frames=5)
+    capsys.readouterr()
+    testset.bound(tmp_path / "set", frames=3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "windows of 3 frames, 10 frames in 2 clips, rain mixed"
+    assert lines[1].split() == ["all", "still", "camera", "moving", "camera", "(PSNR", "capped", "at", "60", "dB)"]
+    scores = {line[:22].strip(): float(line[22:].split()[0]) for line in lines[2:]}
+    assert list(scores) == ["rainy", "median, unaligned", "minimum, unaligned", "median, aligned", "minimum, aligned",
+                            "median, camera model", "minimum, camera model"]
+    # Rain adds light and falls afresh in every frame: the darkest of the aligned frames holds less of it.
+    assert scores["minimum, aligned"] > scores["rainy"] + 1.0

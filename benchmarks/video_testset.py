@@ -188,13 +188,17 @@ def score(folder: Path, model: str, precision: str = "auto", keep: Path | None =
 BOUND_CAP_DB = 60.0
 
 
-def _camera_model_warp(stacker: WindowStacker):
-    """Warp a neighbour with the camera motion alone: a similarity transform (pan, zoom, turn) fitted
-    with RANSAC to the optical flow on a 16-px grid, instead of the flow itself, whose rain-made
-    noise a still scene cannot average out."""
+class _CameraModelStacker(WindowStacker):
+    """An experiment, not (yet) a model's preparation: each neighbour is warped by the camera
+    motion alone, a similarity transform (pan, zoom, turn) fitted with RANSAC to the optical
+    flow on a 16-px grid, instead of by the flow itself, whose rain-made noise a still scene
+    cannot average out."""
 
-    def warp(frame, centre):
-        flow = stacker._flow.calc(centre.grey, frame.grey, None)
+    def __init__(self, frames: int):
+        super().__init__(WindowSpec(frames, align=True))
+
+    def _warp_onto(self, frame, centre):
+        flow = self._flow.calc(centre.grey, frame.grey, None)
         height, width = flow.shape[:2]
         ys, xs = np.mgrid[8:height:16, 8:width:16]
         points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
@@ -202,20 +206,21 @@ def _camera_model_warp(stacker: WindowStacker):
                                                 ransacReprojThreshold=1.0)
         return cv2.warpAffine(frame.rgb, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
-    return warp
 
 
 def bound(folder: Path, frames: int = 5) -> None:
     """Score the median and minimum of each frame's window, aligned and not (see the module's docstring)."""
     manifest = json.loads((folder / "testset.json").read_text())
     fusions = {"median": lambda w: np.median(w, axis=2), "minimum": lambda w: w.min(axis=2)}
+    stackers = {"unaligned": WindowStacker(WindowSpec(frames, align=False)),
+                "aligned": WindowStacker(WindowSpec(frames, align=True)),
+                "camera model": _CameraModelStacker(frames)}
     scores: dict[str, list[tuple[str, float, float]]] = {"rainy": []}
-    for alignment in ("unaligned", "aligned", "camera model"):
-        stacker = WindowStacker(WindowSpec(frames, alignment != "unaligned"))
-        if alignment == "camera model":
-            stacker._warp_onto = _camera_model_warp(stacker)  # an experiment, not (yet) a model's preparation
-        for clip in manifest["clips"]:
-            rainy = _decode(folder / clip["name"] / "rainy.mkv")
+    for clip in manifest["clips"]:
+        clean_dir = folder / clip["name"] / "clean"
+        rainy = _decode(folder / clip["name"] / "rainy.mkv")
+        scores["rainy"] += [(clip["camera"], p, q) for p, q in score_frames(rainy, clean_dir)]
+        for alignment, stacker in stackers.items():
             prepared = [stacker.prepare(to_float(frame)) for frame in rainy]
             fused: dict[str, list[np.ndarray]] = {name: [] for name in fusions}
             for centre in range(len(rainy)):
@@ -224,11 +229,8 @@ def bound(folder: Path, frames: int = 5) -> None:
                 for name, fuse in fusions.items():
                     fused[name].append(to_integer(fuse(window)))
             for name, result in fused.items():
-                key = f"{name}, {alignment}"
-                scores.setdefault(key, []).extend((clip["camera"], p, q) for p, q in
-                                                  score_frames(result, folder / clip["name"] / "clean"))
-            if alignment == "unaligned":
-                scores["rainy"] += [(clip["camera"], p, q) for p, q in score_frames(rainy, folder / clip["name"] / "clean")]
+                scores.setdefault(f"{name}, {alignment}", []).extend(
+                    (clip["camera"], p, q) for p, q in score_frames(result, clean_dir))
     print(f"windows of {frames} frames, {len(scores['rainy'])} frames in {len(manifest['clips'])} clips, "
           f"rain {manifest['rain']}")
     # A fused frame equal to its clean frame (a still camera, a pixel dry in some frame of the

@@ -34,10 +34,9 @@ model, included).
 
 `bound` asks what the neighbouring frames hold before any network is trained: for every
 frame, its window of `--frames` frames (edges replicated) is stacked as a temporal model
-stacks it, with and without optical-flow alignment (`vidderain.temporal`), and the
-per-pixel median and minimum over the window are scored against the clean frame; a third
-alignment, an experiment, warps each neighbour by a camera model fitted to the flow. Rain
-adds light, so where a pixel is dry in some frame of the window the minimum finds it;
+stacks it, with each of `vidderain.temporal`'s alignments (none, the optical flow, the
+camera's motion fitted to it), and the per-pixel median and minimum over the window are
+scored against the clean frame. Rain adds light, so where a pixel is dry in some frame of the window the minimum finds it;
 where it is wet in every frame, or under haze that lasts the whole clip, no fusion of the
 frames can.
 """
@@ -62,7 +61,7 @@ from vidderain.io.images import read_image, write_image
 from vidderain.io.video import EncoderSettings, VideoReader, VideoWriter
 from vidderain.metrics import psnr, ssim
 from vidderain.pixels import split_rgb, to_float, to_integer
-from vidderain.temporal import WindowSpec, WindowStacker, window_indices
+from vidderain.temporal import ALIGNMENTS, WindowSpec, WindowStacker, window_indices
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SAMPLES = REPOSITORY / "samples" / "clean"
@@ -188,33 +187,11 @@ def score(folder: Path, model: str, precision: str = "auto", keep: Path | None =
 BOUND_CAP_DB = 60.0
 
 
-class _CameraModelStacker(WindowStacker):
-    """An experiment, not (yet) a model's preparation: each neighbour is warped by the camera
-    motion alone, a similarity transform (pan, zoom, turn) fitted with RANSAC to the optical
-    flow on a 16-px grid, instead of by the flow itself, whose rain-made noise a still scene
-    cannot average out."""
-
-    def __init__(self, frames: int):
-        super().__init__(WindowSpec(frames, align=True))
-
-    def _warp_onto(self, frame, centre):
-        flow = self._flow.calc(centre.grey, frame.grey, None)
-        height, width = flow.shape[:2]
-        ys, xs = np.mgrid[8:height:16, 8:width:16]
-        points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
-        matrix, _ = cv2.estimateAffinePartial2D(points, points + flow[ys.ravel(), xs.ravel()], method=cv2.RANSAC,
-                                                ransacReprojThreshold=1.0)
-        return cv2.warpAffine(frame.rgb, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-
-
 def bound(folder: Path, frames: int = 5) -> None:
     """Score the median and minimum of each frame's window, aligned and not (see the module's docstring)."""
     manifest = json.loads((folder / "testset.json").read_text())
     fusions = {"median": lambda w: np.median(w, axis=2), "minimum": lambda w: w.min(axis=2)}
-    stackers = {"unaligned": WindowStacker(WindowSpec(frames, align=False)),
-                "aligned": WindowStacker(WindowSpec(frames, align=True)),
-                "camera model": _CameraModelStacker(frames)}
+    stackers = {align: WindowStacker(WindowSpec(frames, align=align)) for align in ALIGNMENTS}
     scores: dict[str, list[tuple[str, float, float]]] = {"rainy": []}
     for clip in manifest["clips"]:
         clean_dir = folder / clip["name"] / "clean"
@@ -229,7 +206,7 @@ def bound(folder: Path, frames: int = 5) -> None:
                 for name, fuse in fusions.items():
                     fused[name].append(to_integer(fuse(window)))
             for name, result in fused.items():
-                scores.setdefault(f"{name}, {alignment}", []).extend(
+                scores.setdefault(f"{name}, align {alignment}", []).extend(
                     (clip["camera"], p, q) for p, q in score_frames(result, clean_dir))
     print(f"windows of {frames} frames, {len(scores['rainy'])} frames in {len(manifest['clips'])} clips, "
           f"rain {manifest['rain']}")

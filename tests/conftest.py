@@ -160,7 +160,7 @@ def trained_model(trained_model_path):
 
 
 def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
-    """A small temporal U-Net (5 aligned frames) trained for `steps` Adam steps on synthetic rainy clips.
+    """A small temporal U-Net (5 frames aligned by the camera's motion) trained for `steps` Adam steps on synthetic rainy clips.
 
     Returns (model, identity_mse, trained_mse): the mean squared error against the clean
     centre frames of a held-out batch of windows, of the rainy centre frame itself and of
@@ -178,7 +178,7 @@ def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
     model = build_temporal_unet(5, widths=TINY_TEMPORAL_WIDTHS, name="temporal")
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=mse)
     scenes = [natural_image(160, 160, seed=200 + i) for i in range(4)]
-    spec = WindowSpec(5, align=True)
+    spec = WindowSpec(5, align="camera")
     batches = ClipBatches(scenes, batch=8, patch=48, steps=steps, spec=spec, rain=RainSettings(), seed=0)
     for step in range(steps):
         model.train_on_batch(*batches[step])
@@ -190,7 +190,7 @@ def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
 
 @pytest.fixture(scope="session")
 def temporal_model_path(tmp_path_factory) -> Path:
-    """`train_tiny_temporal()` saved as a `temporal` model file: windows of 5 frames, aligned."""
+    """`train_tiny_temporal()` saved as a `temporal` model file: windows of 5 frames aligned by the camera's motion."""
     from vidderain.models import save_model
 
     model, identity, trained = train_tiny_temporal()
@@ -205,7 +205,7 @@ def temporal_model_path(tmp_path_factory) -> Path:
             "stride": 8,
             "overlap": 32,
             "frames": 5,
-            "align": True,
+            "align": "camera",
             "data": "synthetic rainy clips of drawn images (tests/conftest.py)",
             "step": TINY_TEMPORAL_STEPS,
         },

@@ -71,7 +71,7 @@ def test_bench_with_a_temporal_model_times_its_windows_in_every_figure(temporal_
                                  "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert (report["window_frames"], report["aligned"]) == (5, True)
+    assert (report["window_frames"], report["align"]) == (5, "camera")
     for name in ("compute_seconds", "video_seconds", "loop_seconds", "float32_compute_seconds"):
         assert report[name] >= frames * 0.05, name
     for name in ("tiled_frame_seconds", "whole_frame_seconds"):
@@ -116,7 +116,7 @@ def test_bench_table_shows_the_six_figures_with_targets_and_verdicts(monkeypatch
 
 
 def test_bench_table_says_a_temporal_models_windows_are_in_every_figure(monkeypatch, temporal_model_path):
-    monkeypatch.setattr(bench, "run_bench", lambda loaded, settings, on_stage=None: _result(window_frames=5, aligned=True))
+    monkeypatch.setattr(bench, "run_bench", lambda loaded, settings, on_stage=None: _result(window_frames=5, align="flow"))
     result = runner.invoke(app, ["bench", "--model", str(temporal_model_path)])
     assert result.exit_code == 0, result.output
     assert "batch 1, windows of 5 frames aligned by optical flow (in every figure);" in result.stdout.splitlines()[0]

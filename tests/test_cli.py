@@ -281,6 +281,25 @@ def test_models_explain_their_columns_and_say_which_to_use(bundle_trained_far_aw
     assert "Which to use: tiny, the best validation score at the least compute." in result.output
 
 
+def test_models_name_a_temporal_model_for_videos_apart_from_the_ranking(bundle_trained_far_away, temporal_model_path):
+    # Its validation score is on synthetic clips: however high, it does not rank against the images'.
+    import zipfile
+
+    with zipfile.ZipFile(temporal_model_path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["vidderain.json"])
+    meta.update(val_psnr=45.0, macs_per_pixel=10000.0)
+    members["vidderain.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(bundle_trained_far_away / "temporal.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ("Which to use: tiny, the best validation score at the least compute. For videos: temporal, which also "
+            "reads each frame's neighbours") in " ".join(result.output.split())
+    assert "45.00 dB (clips)" in result.output
+
+
 def test_models_json_lists_each_bundled_model_with_its_metadata():
     from vidderain.models import bundled_models
 

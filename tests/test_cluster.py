@@ -113,7 +113,7 @@ def test_ray_workers_derain_videos_with_a_temporal_model_as_a_local_run_does(ray
     for run in (local, result):
         assert run.exit_code == 1, run.output
         assert "1 derained, 1 failed" in run.output and "still.png: an image" in run.output
-    assert "windows of 5 frames aligned by optical flow" in result.output
+    assert "windows of 5 frames aligned by the camera's motion" in result.output
     assert files_of(tmp_path / "ray") == files_of(tmp_path / "local") and (tmp_path / "ray" / "clip.mp4").is_file()
 
 

@@ -22,22 +22,32 @@ def test_window_indices_replicate_the_edges():
 
 def test_a_window_spec_must_be_odd():
     with pytest.raises(ValueError, match="odd"):
-        WindowSpec(4, True)
+        WindowSpec(4)
+    with pytest.raises(ValueError, match="align must be one of none, flow, camera"):
+        WindowSpec(5, align="homography")
+
+
+def test_a_model_file_from_before_the_camera_alignment_reads_as_flow_alignment():
+    assert WindowSpec.from_metadata({"frames": 5, "align": True}) == WindowSpec(5, align="flow")
+    assert WindowSpec.from_metadata({"frames": 5, "align": False}) == WindowSpec(5)
+    assert WindowSpec.from_metadata({"frames": 5, "align": "camera"}) == WindowSpec(5, align="camera")
+    assert WindowSpec.from_metadata({}) == WindowSpec(1)
 
 
 def test_unaligned_windows_stack_frames_in_time_order(make_natural_image):
     frames = [make_natural_image(32, 40, seed=i) for i in range(3)]
-    stacker = WindowStacker(WindowSpec(3, align=False))
+    stacker = WindowStacker(WindowSpec(3))
     stacked = stacker.stack([stacker.prepare(f) for f in frames])
     assert stacked.shape == (32, 40, 9) and stacked.dtype == np.float32
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(stacked[:, :, 3 * i : 3 * i + 3], frame)
 
 
-def test_alignment_puts_a_panned_neighbour_back_on_the_centre_frame(make_natural_image):
+@pytest.mark.parametrize("align", ["flow", "camera"])
+def test_alignment_puts_a_panned_neighbour_back_on_the_centre_frame(make_natural_image, align):
     scene = make_natural_image(160, 220, seed=3)
     centre, later = scene[20:140, 40:200], scene[20:140, 46:206]  # the camera panned 6 px
-    stacker = WindowStacker(WindowSpec(3, align=True))
+    stacker = WindowStacker(WindowSpec(3, align=align))
     prepared = [stacker.prepare(f) for f in (later, centre, later)]
     stacked = stacker.stack(prepared)
     inner = (slice(10, -10), slice(16, -16))  # away from the border the pan uncovers
@@ -45,6 +55,24 @@ def test_alignment_puts_a_panned_neighbour_back_on_the_centre_frame(make_natural
     aligned = psnr(stacked[:, :, 0:3][inner], centre[inner])
     assert aligned > unaligned + 10 and aligned > 30
     np.testing.assert_array_equal(stacked[:, :, 3:6], centre)  # the centre frame itself is untouched
+
+
+def test_camera_alignment_leaves_a_still_cameras_rainy_neighbours_where_they_are(make_natural_image):
+    # The rain makes the optical flow noisy; warping by it smears a scene that needed no warp.
+    # The camera model averages the noise away: the darkest frame of the window (rain adds
+    # light) finds the dry scene again.
+    scene = make_natural_image(160, 160, seed=4)
+    still = CameraMotion(still_probability=1.0, object_probability=0.0)
+    rain = RainSettings(density=(0.01, 0.01), haze_probability=0.0)
+    rainy, clean = synthesize_clip(scene, np.random.default_rng(1), 5, 128, rain, still)
+    fused = {}
+    for align in ("flow", "camera"):
+        stacker = WindowStacker(WindowSpec(5, align=align))
+        window = stacker.stack([stacker.prepare(frame) for frame in rainy])
+        fused[align] = psnr(window.reshape(128, 128, 5, 3).min(axis=2), clean[2])
+        if align == "camera":
+            assert psnr(window[:, :, 0:3], rainy[0]) > 40  # (almost) not warped at all
+    assert fused["camera"] > fused["flow"] + 2, fused
 
 
 def test_clip_rain_changes_every_frame_while_the_still_scene_stays(make_natural_image):
@@ -69,10 +97,10 @@ def test_a_moving_camera_films_different_views(make_natural_image):
 
 def test_clip_batches_are_windows_with_their_clean_centre(make_natural_image):
     scenes = [make_natural_image(100, 120, seed=i) for i in range(3)]
-    batches = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, True), rain=RainSettings(), seed=2)
+    batches = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, "camera"), rain=RainSettings(), seed=2)
     windows, targets = batches[1]
     assert windows.shape == (3, 32, 32, 15) and targets.shape == (3, 32, 32, 3)
-    again = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, True), rain=RainSettings(), seed=2)
+    again = ClipBatches(scenes, batch=3, patch=32, steps=4, spec=WindowSpec(5, "camera"), rain=RainSettings(), seed=2)
     np.testing.assert_array_equal(again[1][0], windows)  # a pure function of (seed, index)
 
 

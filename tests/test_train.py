@@ -345,3 +345,18 @@ def test_init_starts_from_a_trained_model_of_the_same_network(tmp_path, make_nat
     assert other.output.strip().splitlines()[-1].endswith("--init needs a model of the same architecture")
     missing = invoke("train", data, "--out", tmp_path / "x.keras", "--init", tmp_path / "nosuch.keras")
     assert missing.exit_code == 2 and "nosuch.keras" in missing.output and "Traceback" not in missing.output
+
+
+def test_a_temporal_network_trains_on_clips_and_records_its_window(tmp_path, make_natural_image, make_rainy):
+    from vidderain.models import load_model
+    from vidderain.temporal import WindowSpec
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=6, size=(64, 64))
+    out = tmp_path / "t.keras"
+    result = invoke("train", data, "--out", out, "--arch", "temporal-3", "--steps", 2, "--batch", 2, "--patch", 32,
+                    "--warmup", 1, "--val-every", 2, "--val-split", 0.34)
+    assert result.exit_code == 0, result.output
+    loaded = load_model(out)
+    assert WindowSpec.from_metadata(loaded.metadata) == WindowSpec(3, align="camera")
+    assert loaded.model.inputs[0].shape[-1] == 9
+    assert loaded.metadata["val_psnr"] > 0  # validated on a clip of each held-out image

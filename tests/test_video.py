@@ -94,7 +94,7 @@ def rainy_clip(tmp_path_factory, make_natural_image, make_rainy) -> Path:
 
 @pytest.fixture(scope="module")
 def neighbour_sensitive_model(tmp_path_factory):
-    """A temporal model (5 frames, aligned) whose output moves with every frame of its window.
+    """A temporal model (5 frames, flow-aligned) whose output moves with every frame of its window.
 
     Untrained on purpose: its random first layer weighs the neighbours as much as the
     centre, so a wrong window shows in its output (a briefly trained one leans on the
@@ -108,7 +108,8 @@ def neighbour_sensitive_model(tmp_path_factory):
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("models") / "untrained-temporal.keras"
     save_model(build_temporal_unet(5, widths=(4, 8, 16, 32), name="temporal"), path,
-               {"arch": "temporal", "stride": 8, "overlap": 32, "frames": 5, "align": True})
+               {"arch": "temporal", "stride": 8, "overlap": 32, "frames": 5, "align": True})  # as files before
+    # the camera alignment said "aligned by optical flow"; they still load and run so
     return load_model(path)
 
 
@@ -129,7 +130,7 @@ def test_lossless_temporal_video_frame_equals_the_engine_on_its_window(rainy_cli
     count = len(source_frames)
     assert len(video_frames) == count == 12
     engine = Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap, ensemble=ensemble))
-    stacker = WindowStacker(WindowSpec(5, align=True))
+    stacker = WindowStacker(WindowSpec(5, align="flow"))
     prepared = [stacker.prepare(to_float(frame)) for frame in source_frames]
 
     def derained_window(indices: list[int]) -> np.ndarray:

@@ -99,7 +99,7 @@ def test_bound_scores_what_the_neighbouring_frames_hold(testset, stand_in_clean,
     assert lines[0] == "windows of 3 frames, 10 frames in 2 clips, rain mixed"
     assert lines[1].split() == ["all", "still", "camera", "moving", "camera", "(PSNR", "capped", "at", "60", "dB)"]
     scores = {line[:22].strip(): float(line[22:].split()[0]) for line in lines[2:]}
-    assert list(scores) == ["rainy", "median, unaligned", "minimum, unaligned", "median, aligned", "minimum, aligned",
-                            "median, camera model", "minimum, camera model"]
+    assert list(scores) == ["rainy", "median, align none", "minimum, align none", "median, align flow",
+                            "minimum, align flow", "median, align camera", "minimum, align camera"]
     # Rain adds light and falls afresh in every frame: the darkest of the aligned frames holds less of it.
-    assert scores["minimum, aligned"] > scores["rainy"] + 1.0
+    assert scores["minimum, align camera"] > scores["rainy"] + 1.0

@@ -76,7 +76,7 @@ def bench(
 
     r = result
     plan = f"{r.tiles_per_frame} tile{'s' if r.tiles_per_frame > 1 else ''} of {r.tile_width}x{r.tile_height}"
-    window = describe_window(WindowSpec(r.window_frames, r.aligned))
+    window = describe_window(WindowSpec(r.window_frames, r.align))
     lines = [
         (f"{r.frames} frames of {r.width}x{r.height}; tile {r.tile or 'whole frame'} ({plan}), overlap {r.overlap}, "
          f"batch {r.batch}{window + ' (in every figure)' if window else ''}; {r.device}; {r.precision}"),

@@ -48,19 +48,32 @@ def training_data(metadata: dict[str, Any]) -> str:
     return f"{PurePath(where).name} ({size})" if size else PurePath(text).name
 
 
+def _is_temporal(meta: dict[str, Any]) -> bool:
+    """Whether a model reads a window of video frames (its validation is then on synthetic clips)."""
+    return int(meta.get("frames", 1)) > 1
+
+
 def _which_to_use(found: dict[str, dict[str, Any]]) -> str:
-    """One line saying which model to use, from what the files record."""
-    scored = {name: meta["val_psnr"] for name, meta in found.items() if meta.get("val_psnr")}
+    """One line saying which model to use, from what the files record.
+
+    Single-frame models are ranked by validation score; a temporal model's score is on
+    synthetic clips, not comparable, so it is named for videos instead.
+    """
+    single = {name: meta for name, meta in found.items() if not _is_temporal(meta)}
+    videos = [name for name, meta in found.items() if _is_temporal(meta)]
+    for_videos = (f" For videos: {', '.join(videos)}, which also reads each frame's neighbours "
+                  "(its validation score is on synthetic rainy clips, not comparable).") if videos else ""
+    scored = {name: meta["val_psnr"] for name, meta in single.items() if meta.get("val_psnr")}
     if not scored:
-        return "Which to use: none records a validation score; try each on a few of your frames."
+        return "Which to use: none records a validation score; try each on a few of your frames." + for_videos
     best = max(scored, key=scored.get)
-    costs = {name: meta["macs_per_pixel"] for name, meta in found.items() if meta.get("macs_per_pixel")}
+    costs = {name: meta["macs_per_pixel"] for name, meta in single.items() if meta.get("macs_per_pixel")}
     cheapest = best in costs and costs[best] == min(costs.values())
-    others = [name for name in found if name != best]
+    others = [name for name in single if name != best]
     line = f"Which to use: {best}, the best validation score" + (" at the least compute" if cheapest else "")
     if others:
         line += f"; {', '.join(others)} {'is' if len(others) == 1 else 'are'} bundled to compare against"
-    return line + "."
+    return line + "." + for_videos
 
 
 def _precisions(meta: dict) -> str:
@@ -98,13 +111,15 @@ def models(
             f"{meta['parameters']:,}" if "parameters" in meta else "?",
             f"{meta['macs_per_pixel'] / 1000:.0f} k" if "macs_per_pixel" in meta else "?",
             str(meta.get("stride", "?")),
-            f"{meta['val_psnr']:.2f} dB" if meta.get("val_psnr") else "-",
+            (f"{meta['val_psnr']:.2f} dB" + (" (clips)" if _is_temporal(meta) else "")) if meta.get("val_psnr") else "-",
             f"{meta['val_ssim']:.4f}" if meta.get("val_ssim") else "-",
             str(meta.get("step", "?")),
         )
     out.print(table)
     out.print("MACs/pixel: multiply-adds the network spends on each pixel, its cost (the time per frame grows "
-              "with it). stride: frames are padded to a multiple of it, and --tile must be one.", markup=False)
+              "with it). stride: frames are padded to a multiple of it, and --tile must be one."
+              + (" (clips): scored on synthetic rainy clips, not on the image pairs."
+                 if any(map(_is_temporal, found.values())) else ""), markup=False)
     for name, meta in found.items():
         out.print(f"{name}: {meta.get('description', meta.get('arch', '?'))}; trained on {training_data(meta)}"
                   f"{_precisions(meta)}", markup=False)

@@ -126,7 +126,7 @@ def describe_window(window: WindowSpec) -> str:
     """A temporal model's window in a few words (empty for a single-frame model), for the same line."""
     if window.frames == 1:
         return ""
-    return f", windows of {window.frames} frames" + (" aligned by optical flow" if window.align else "")
+    return f", {window.describe()}"
 
 
 def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemble: bool,

@@ -139,7 +139,7 @@ class BenchResult:
         precision_speedup: float. Figure 7: float32_compute_seconds / compute_seconds (1 at float32).
         window_frames: int. Frames the model reads per output frame (1, or a temporal model's
             window, whose stacking every figure includes). Defaults to 1.
-        aligned: bool. The window's neighbours are aligned by optical flow. Defaults to False.
+        align: str. How the window's neighbours are aligned (`vidderain.temporal.ALIGNMENTS`). Defaults to "none".
     """
 
     model: str
@@ -173,7 +173,7 @@ class BenchResult:
     float32_compute_seconds: float
     precision_speedup: float
     window_frames: int = 1
-    aligned: bool = False
+    align: str = "none"
 
     def passed(self) -> dict[str, bool]:
         """Whether each figure with a target meets it, by figure name (see `TARGETS`)."""
@@ -408,7 +408,7 @@ def run_bench(
         float32_compute_seconds=float32_compute,
         precision_speedup=float32_compute / compute,
         window_frames=spec.frames,
-        aligned=spec.align,
+        align=spec.align,
     )
 
 

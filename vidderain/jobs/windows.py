@@ -28,7 +28,7 @@ from vidderain.temporal import PreparedFrame, WindowSpec, WindowStacker, window_
 
 Key = TypeVar("Key")
 
-SINGLE_FRAME = WindowSpec(frames=1, align=False)
+SINGLE_FRAME = WindowSpec(frames=1)
 # Stacked windows waiting for the network, for a single-frame model; a window of n frames
 # is n times the bytes, so fewer wait (but at least 2, so stacking and the network overlap).
 READ_AHEAD = 4
@@ -48,7 +48,7 @@ def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
 
     Yields:
         (key, window): the key of the window's centre frame and the float32 HxWx(3*frames)
-        window, stacked by `WindowStacker` (neighbours aligned to the centre when `spec.align`).
+        window, stacked by `WindowStacker` (neighbours aligned to the centre as `spec.align` says).
     """
     stacker = WindowStacker(spec)
     radius = spec.radius

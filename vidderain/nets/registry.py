@@ -25,7 +25,8 @@ class Architecture:
         description: str. One line for `vidderain models`.
         frames: int. Frames the network reads: 1, or a window of video frames (the centre and
             (frames - 1) / 2 on each side, stacked on channels). Defaults to 1.
-        align: bool. The window's neighbours are warped onto the centre frame first. Defaults to False.
+        align: str. How the window's neighbours are warped onto the centre frame first: "none",
+            "flow" or "camera" (`vidderain.temporal`). Defaults to "none".
         clips: bool. Trained on synthetic clips (moving camera, rain changing every frame)
             made from the clean images, instead of on the pairs' own rain. Defaults to False.
     """
@@ -35,7 +36,7 @@ class Architecture:
     overlap: int
     description: str
     frames: int = 1
-    align: bool = False
+    align: str = "none"
     clips: bool = False
 
 
@@ -74,18 +75,27 @@ ARCHITECTURES: dict[str, Architecture] = {
         build=lambda: build_temporal_unet(5, name="temporal"),
         stride=8,
         overlap=32,
-        description="residual U-Net over 5 video frames, neighbours aligned by optical flow",
+        description="residual U-Net over 5 video frames, neighbours aligned by the camera's motion",
         frames=5,
-        align=True,
+        align="camera",
         clips=True,
     ),
     "temporal-3": Architecture(
         build=lambda: build_temporal_unet(3, name="temporal-3"),
         stride=8,
         overlap=32,
-        description="residual U-Net over 3 video frames, neighbours aligned by optical flow",
+        description="residual U-Net over 3 video frames, neighbours aligned by the camera's motion",
         frames=3,
-        align=True,
+        align="camera",
+        clips=True,
+    ),
+    "temporal-flow": Architecture(
+        build=lambda: build_temporal_unet(5, name="temporal-flow"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net over 5 video frames, neighbours warped by their optical flow",
+        frames=5,
+        align="flow",
         clips=True,
     ),
     "temporal-unaligned": Architecture(

@@ -7,6 +7,7 @@ import pytest
 
 from vidderain.data.patches import CameraMotion, ClipBatches, synthesize_clip
 from vidderain.engine import Engine, TileSettings
+from vidderain.errors import ModelError
 from vidderain.metrics import psnr
 from vidderain.nets import ARCHITECTURES
 from vidderain.data.synth import RainSettings
@@ -32,6 +33,8 @@ def test_a_model_file_from_before_the_camera_alignment_reads_as_flow_alignment()
     assert WindowSpec.from_metadata({"frames": 5, "align": False}) == WindowSpec(5)
     assert WindowSpec.from_metadata({"frames": 5, "align": "camera"}) == WindowSpec(5, align="camera")
     assert WindowSpec.from_metadata({}) == WindowSpec(1)
+    with pytest.raises(ModelError, match="aligns its frames by 'parallax', which this version"):
+        WindowSpec.from_metadata({"frames": 5, "align": "parallax"})
 
 
 def test_unaligned_windows_stack_frames_in_time_order(make_natural_image):

@@ -38,6 +38,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vidderain.errors import ModelError
+
 FLOW_BLUR_SIGMA = 2.0  # px; as the real-rain figure of ../shared/tools/rainresidual.py
 ALIGNMENTS = ("none", "flow", "camera")
 CAMERA_GRID = 16  # px between the flow vectors the camera model is fitted to
@@ -85,10 +87,16 @@ class WindowSpec:
         """The window a model file's metadata describes; one unaligned frame for single-frame models.
 
         Files written before the camera alignment existed say `"align": true` for flow alignment.
+
+        Raises:
+            ModelError: the metadata names an alignment this version does not know.
         """
         align = metadata.get("align", "none")
         if isinstance(align, bool):
             align = "flow" if align else "none"
+        if align not in ALIGNMENTS:
+            raise ModelError(f"the model aligns its frames by {align!r}, which this version of vidderain does not "
+                             f"know ({', '.join(ALIGNMENTS)}); a newer vidderain may")
         return cls(frames=int(metadata.get("frames", 1)), align=str(align))
 
 

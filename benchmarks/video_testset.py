@@ -16,7 +16,11 @@ pan of at most 2 px a frame, a little zoom, turn and shake); every other clip ke
 camera still, as a tripod or CCTV would. In 6 of the 10 (clips 1, 2, 5, 6, 9, 10) an
 object cut from another held-out image crosses the view on its own, which no camera
 motion explains: where ghosting would show. Rain is the
-`mixed` preset of `vidderain.data.synth.RAIN_PRESETS`, falling afresh in every frame. The
+`mixed` preset of `vidderain.data.synth.RAIN_PRESETS`, falling afresh in every frame.
+`make --parallax` films the hard variant, for ghosting: every camera moves (a pan of at most
+4 px a frame) and a near layer (a bar or everything beyond an edge, cut from another
+held-out image) passes in front of the scene 1.5 to 5 times faster, as poles, signs and
+parked cars do in hand-held footage; the objects move at up to 12 px a frame. The
 views are 320x320 and keep their middle 240 rows, which the camera's vertical motion
 never takes past the image's edge; sideways, a camera near the edge sees the image
 mirrored there, as in training clips. Everything is drawn from `--seed`, so DIR is the
@@ -75,8 +79,11 @@ CLIPS, FRAMES, FPS = 10, 30, 30
 VIEW, HEIGHT = 320, 240  # square views of 320, their middle 240 rows kept: 320x240 frames
 RAIN = "mixed"
 MOVING = CameraMotion(still_probability=0.0, speed=2.0, zoom=0.003, rotation=0.15, shake=0.5,
-                      object_probability=1.0, object_speed=4.0)
+                      object_probability=1.0, object_speed=4.0, parallax_probability=0.0)
 STILL = dataclasses.replace(MOVING, still_probability=1.0)
+# `make --parallax`: a faster camera with a near layer passing in front of the scene in every clip,
+# and a faster object in clips 1, 2, 5, 6, 9, 10: where one motion per frame cannot align it all.
+PARALLAX = dataclasses.replace(MOVING, speed=4.0, object_speed=12.0, parallax_probability=1.0, parallax=5.0)
 LOSSLESS = EncoderSettings(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")
 LOSSLESS_FLAGS = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
 
@@ -103,32 +110,38 @@ def _read_rgb(path: Path) -> np.ndarray:
     return split_rgb(read_image(path))[0]
 
 
-def make(folder: Path, clean_dir: Path, seed: int = 0, clips: int = CLIPS, frames: int = FRAMES) -> None:
-    """Write the test set into `folder` (see the module's docstring)."""
+def make(folder: Path, clean_dir: Path, seed: int = 0, clips: int = CLIPS, frames: int = FRAMES,
+         parallax: bool = False) -> None:
+    """Write the test set into `folder` (see the module's docstring); with `parallax`, its hard variant."""
     if folder.resolve().is_relative_to(REPOSITORY):
         raise SystemExit(f"{folder}: inside the repository; the clips are cut from a data set's images, "
                          "which must not be committed: choose a folder outside it")
     scenes, sprites = held_out_images(clean_dir)
     rain = RAIN_PRESETS[RAIN]
     top = (VIEW - HEIGHT) // 2
-    manifest = {"made_by": "benchmarks/video_testset.py make", "seed": seed, "rain": RAIN, "fps": FPS,
-                "width": VIEW, "height": HEIGHT, "frames": frames, "clips": []}
+    manifest = {"made_by": "benchmarks/video_testset.py make" + (" --parallax" if parallax else ""), "seed": seed,
+                "rain": RAIN, "fps": FPS, "width": VIEW, "height": HEIGHT, "frames": frames, "clips": []}
     for index in range(clips):
         name = f"clip{index + 1:02d}"
         scene_name, scene = scenes[index % len(scenes)]
         sprite_name, sprite = sprites[index % len(sprites)]
-        motion = STILL if index % 2 else MOVING
+        camera = "near" if parallax else "still" if index % 2 else "moving"
+        motion = {"still": STILL, "moving": MOVING, "near": PARALLAX}[camera]
         crossed = index % 4 < 2  # an object crosses the view in clips 1, 2, 5, 6, 9, 10
+        if not crossed:
+            motion = dataclasses.replace(motion, object_probability=0.0)
         rng = np.random.default_rng([seed, index])
-        rainy, clean = synthesize_clip(scene, rng, frames, VIEW, rain, motion, sprite if crossed else None)
+        # The sprite gives the object and the near layer; motions without either leave it unused.
+        rainy, clean = synthesize_clip(scene, rng, frames, VIEW, rain, motion, sprite if crossed or parallax else None)
         (folder / name / "clean").mkdir(parents=True, exist_ok=True)
         with VideoWriter(folder / name / "rainy.mkv", VIEW, HEIGHT, FPS, settings=LOSSLESS) as writer:
             for number, (rainy_frame, clean_frame) in enumerate(zip(rainy, clean), 1):
                 writer.write(to_integer(rainy_frame[top : top + HEIGHT]))
                 write_image(folder / name / "clean" / f"{number:04d}.png", to_integer(clean_frame[top : top + HEIGHT]))
-        manifest["clips"].append({"name": name, "scene": scene_name, "camera": "still" if motion is STILL else "moving",
-                                  "moving_object_from": sprite_name if crossed else None})
-        print(f"{name}: {scene_name}, camera {manifest['clips'][-1]['camera']}"
+        manifest["clips"].append({"name": name, "scene": scene_name, "camera": camera,
+                                  "moving_object_from": sprite_name if crossed else None,
+                                  "near_layer_from": sprite_name if parallax else None})
+        print(f"{name}: {scene_name}, camera {camera}" + (f", a near layer from {sprite_name}" if parallax else "")
               + (f", an object from {sprite_name} crossing" if crossed else ""), flush=True)
     (folder / "testset.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -212,10 +225,12 @@ def bound(folder: Path, frames: int = 5) -> None:
           f"rain {manifest['rain']}")
     # A fused frame equal to its clean frame (a still camera, a pixel dry in some frame of the
     # window) has an infinite PSNR; it counts as BOUND_CAP_DB so that the means stay finite.
-    print(f"{'':<22} {'all':>16} {'still camera':>16} {'moving camera':>16}   (PSNR capped at {BOUND_CAP_DB:g} dB)")
+    cameras = sorted({clip["camera"] for clip in manifest["clips"]}, key=["still", "moving", "near"].index)
+    print(f"{'':<22} {'all':>16} " + " ".join(f"{camera + ' camera':>16}" for camera in cameras)
+          + f"   (PSNR capped at {BOUND_CAP_DB:g} dB)")
     for key, values in scores.items():
         columns = []
-        for camera in (None, "still", "moving"):
+        for camera in (None, *cameras):
             chosen = [(min(p, BOUND_CAP_DB), q) for c, p, q in values if camera in (None, c)]
             p, q = np.mean(chosen, axis=0)
             columns.append(f"{p:6.2f} / {q:.4f}")
@@ -232,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     make_parser.add_argument("--seed", type=int, default=0, help="Seeds every clip. [default: %(default)s]")
     make_parser.add_argument("--clips", type=int, default=CLIPS, help=argparse.SUPPRESS)  # smaller sets for tests
     make_parser.add_argument("--frames", type=int, default=FRAMES, help=argparse.SUPPRESS)
+    make_parser.add_argument("--parallax", action="store_true",
+                             help="The hard variant: every camera moves, a near layer passes faster than the scene.")
     score_parser = commands.add_parser("score", help="Derain DIR's clips with a model and score every frame.")
     score_parser.add_argument("dir", type=Path, metavar="DIR")
     score_parser.add_argument("--model", required=True, help="A bundled model name or a .keras file.")
@@ -243,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     bound_parser.add_argument("--frames", type=int, default=5, help="Frames in a window, odd. [default: 5]")
     args = parser.parse_args(argv)
     if args.command == "make":
-        make(args.dir, args.clean, args.seed, args.clips, args.frames)
+        make(args.dir, args.clean, args.seed, args.clips, args.frames, args.parallax)
     elif args.command == "bound":
         bound(args.dir, args.frames)
     else:

@@ -161,6 +161,12 @@ class CameraMotion:
         object_probability: float. Chance of an object moving across the scene on its own,
             which no camera motion explains (what alignment cannot undo).
         object_speed: float. Largest speed of that object in pixels per frame.
+        parallax_probability: float. Chance, when the camera moves, of a near layer in front of
+            the scene (a pole, a sign, a wall's edge, a parked car) that moves faster than the
+            scene behind it, as near things do for a moving camera: one motion for the whole
+            frame then aligns the scene or the near layer, never both.
+        parallax: float. Largest speed of the near layer as a multiple of the camera's
+            (drawn from 1.5 to it).
     """
 
     still_probability: float = 0.25
@@ -169,7 +175,9 @@ class CameraMotion:
     rotation: float = 0.5
     shake: float = 0.7
     object_probability: float = 0.35
-    object_speed: float = 8.0
+    object_speed: float = 16.0
+    parallax_probability: float = 0.5
+    parallax: float = 5.0
 
 
 def synthesize_clip(
@@ -185,7 +193,8 @@ def synthesize_clip(
 
     The camera looks at a random `size` x `size` part of `scene` and moves smoothly
     (pan, zoom, turn, a little shake); with `sprite`, an object crosses the view on its
-    own; rain falls afresh in every frame (`vidderain.data.synth.add_rain_frames`).
+    own and, when the camera moves, a near layer passes in front of the scene faster than
+    it (parallax); rain falls afresh in every frame (`vidderain.data.synth.add_rain_frames`).
 
     Args:
         scene: float32 HxWx3 clean image in [0, 1].
@@ -194,13 +203,13 @@ def synthesize_clip(
         size: int. Side of the square frames.
         rain: RainSettings. The rain's ranges.
         motion: CameraMotion. The camera's ranges. Defaults to CameraMotion().
-        sprite: float32 hxwx3 image or None. Pasted as an object moving on its own. Defaults to None.
+        sprite: float32 hxwx3 image or None. Cut into the moving object and the near layer.
+            Defaults to None.
 
     Returns:
         (rainy, clean): two lists of `frames` float32 size x size x 3 frames.
     """
     height, width = scene.shape[:2]
-    centre_frame = frames // 2
     cx = rng.uniform(size / 2, max(width - size / 2, size / 2))
     cy = rng.uniform(size / 2, max(height - size / 2, size / 2))
     still = rng.random() < motion.still_probability
@@ -210,19 +219,58 @@ def synthesize_clip(
     turn = 0.0 if still else rng.uniform(-motion.rotation, motion.rotation)
     shake = 0.0 if still else rng.uniform(0, motion.shake)
     jitter = rng.normal(0, 1, (frames, 2)) * shake
-    clean = []
+    clean = _film(scene, (cx, cy), speed, angle, zoom, turn, jitter, frames, size)
+    if sprite is not None and rng.random() < motion.object_probability:
+        _paste_moving_object(clean, sprite, rng, motion.object_speed)
+    # Drawn only where asked for, so clips of motions without it stay as they were.
+    if sprite is not None and not still and motion.parallax_probability > 0 and rng.random() < motion.parallax_probability:
+        _put_near_layer(clean, sprite, rng, speed * rng.uniform(1.5, max(motion.parallax, 1.5)), angle, zoom, turn,
+                        jitter)
+    return add_rain_frames(clean, rng, rain), clean
+
+
+def _film(scene: np.ndarray, centre: tuple[float, float], speed: float, angle: float, zoom: float, turn: float,
+          jitter: np.ndarray, frames: int, size: int) -> list[np.ndarray]:
+    """The frames a camera moving steadily across `scene` sees; its centre frame looks at `centre`."""
+    centre_frame = frames // 2
+    views = []
     for i in range(frames):
         d = i - centre_frame
         # Output pixel (size/2, size/2) looks at scene point (x, y) of this frame.
-        x = cx + d * speed * np.cos(angle) + jitter[i, 0]
-        y = cy + d * speed * np.sin(angle) + jitter[i, 1]
+        x = centre[0] + d * speed * np.cos(angle) + jitter[i, 0]
+        y = centre[1] + d * speed * np.sin(angle) + jitter[i, 1]
         matrix = cv2.getRotationMatrix2D((size / 2, size / 2), d * turn, (1 + zoom) ** d)
         matrix[:, 2] += (x - size / 2, y - size / 2)
-        clean.append(cv2.warpAffine(scene, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        views.append(cv2.warpAffine(scene, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                     borderMode=cv2.BORDER_REFLECT101))
-    if sprite is not None and rng.random() < motion.object_probability:
-        _paste_moving_object(clean, sprite, rng, motion.object_speed)
-    return add_rain_frames(clean, rng, rain), clean
+    return views
+
+
+def _put_near_layer(frames: list[np.ndarray], sprite: np.ndarray, rng: np.random.Generator, speed: float,
+                    angle: float, zoom: float, turn: float, jitter: np.ndarray) -> None:
+    """Cover part of every frame with a near layer cut from `sprite` that moves `speed` px per frame.
+
+    The layer is a bar (a pole, a sign's post) or everything on one side of an edge (a wall,
+    a car), soft at its border, drawn in the sprite's own coordinates so it moves with it.
+    """
+    size = frames[0].shape[0]
+    height, width = sprite.shape[:2]
+    centre = (rng.uniform(size / 2, max(width - size / 2, size / 2)), rng.uniform(size / 2, max(height - size / 2, size / 2)))
+    normal = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    offset = rng.uniform(-size / 3, size / 3)
+    distance = (xx - centre[0]) * np.cos(normal) + (yy - centre[1]) * np.sin(normal) - offset
+    edge = rng.uniform(0.5, 2.0)  # px of softness: near things are sharp, a little out of focus at most
+    if rng.random() < 0.5:
+        half_width = rng.uniform(size / 20, size / 6)
+        mask = np.clip((half_width - np.abs(distance)) / edge + 0.5, 0.0, 1.0)
+    else:
+        mask = np.clip(distance / edge + 0.5, 0.0, 1.0)
+    layer = np.concatenate([sprite, mask[:, :, None]], axis=2)
+    views = _film(layer, centre, speed, angle, zoom, turn, jitter, len(frames), size)
+    for frame, view in zip(frames, views):
+        alpha = view[:, :, 3:]
+        frame[:] = frame * (1 - alpha) + view[:, :, :3] * alpha
 
 
 def _paste_moving_object(frames: list[np.ndarray], sprite: np.ndarray, rng: np.random.Generator, top_speed: float) -> None:

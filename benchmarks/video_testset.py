@@ -5,6 +5,7 @@ Run from the repository root:
     python benchmarks/video_testset.py make DIR [--clean ../shared/data/RainTrainL/norain]
     python benchmarks/video_testset.py score DIR --model NAME [--precision auto|float32|bfloat16] [--keep OUT]
     python benchmarks/video_testset.py bound DIR [--frames 5]
+    python benchmarks/video_testset.py demo DIR [--seed 4]
 
 `make` films 10 clips of 30 frames (320x240, 30 fps) from clean images held out of all
 training: the clean sides of the 20 Rain100L validation pairs that `vidderain train
@@ -35,6 +36,10 @@ frame with `vidderain eval`'s metric (PSNR and SSIM on MATLAB luma, `vidderain.m
 and prints the mean per clip and over all frames, beside the rainy input's own score and
 the seconds `vidderain video` took for each clip (its start, loading TensorFlow and the
 model, included).
+
+`demo` films one clip like the hard variant's from the sample photos alone (`coffee`, with
+a near layer and an object cut from `chelsea`), into `DIR/rainy.mkv` and `DIR/clean/`: its
+frames are the project's own, so pictures of it may go into the model card.
 
 `bound` asks what the neighbouring frames hold before any network is trained: for every
 frame, its window of `--frames` frames (edges replicated) is stacked as a temporal model
@@ -84,6 +89,7 @@ STILL = dataclasses.replace(MOVING, still_probability=1.0)
 # `make --parallax`: a faster camera with a near layer passing in front of the scene in every clip,
 # and a faster object in clips 1, 2, 5, 6, 9, 10: where one motion per frame cannot align it all.
 PARALLAX = dataclasses.replace(MOVING, speed=4.0, object_speed=12.0, parallax_probability=1.0, parallax=5.0)
+DEMO_SEED = 4
 LOSSLESS = EncoderSettings(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")
 LOSSLESS_FLAGS = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
 
@@ -144,6 +150,26 @@ def make(folder: Path, clean_dir: Path, seed: int = 0, clips: int = CLIPS, frame
         print(f"{name}: {scene_name}, camera {camera}" + (f", a near layer from {sprite_name}" if parallax else "")
               + (f", an object from {sprite_name} crossing" if crossed else ""), flush=True)
     (folder / "testset.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def demo(folder: Path, seed: int = DEMO_SEED, frames: int = FRAMES) -> None:
+    """Film the demo clip into `folder`: the hard variant's motion, from the sample photos alone.
+
+    The camera pans across `coffee`; a near layer and an object, both cut from `chelsea`,
+    pass in front of it faster than the scene. Made only of the project's own photographs,
+    its frames may go into the model card.
+    """
+    photos = {path.stem: _read_rgb(path) for path in sorted(SAMPLES.glob("*.png"))}
+    rng = np.random.default_rng([seed, 0])
+    rainy, clean = synthesize_clip(photos["coffee"], rng, frames, VIEW, RAIN_PRESETS[RAIN], PARALLAX, photos["chelsea"])
+    top = (VIEW - HEIGHT) // 2
+    (folder / "clean").mkdir(parents=True, exist_ok=True)
+    with VideoWriter(folder / "rainy.mkv", VIEW, HEIGHT, FPS, settings=LOSSLESS) as writer:
+        for number, (rainy_frame, clean_frame) in enumerate(zip(rainy, clean), 1):
+            writer.write(to_integer(rainy_frame[top : top + HEIGHT]))
+            write_image(folder / "clean" / f"{number:04d}.png", to_integer(clean_frame[top : top + HEIGHT]))
+    print(f"{folder / 'rainy.mkv'}: {frames} frames of coffee filmed by a moving camera, a near layer and an object "
+          "from chelsea passing", flush=True)
 
 
 def score_frames(frames: list[np.ndarray], clean_dir: Path) -> list[tuple[float, float]]:
@@ -254,6 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     score_parser.add_argument("--model", required=True, help="A bundled model name or a .keras file.")
     score_parser.add_argument("--precision", default="auto", help="auto, float32 or bfloat16. [default: auto]")
     score_parser.add_argument("--keep", type=Path, metavar="OUT", help="Keep the derained clips in OUT.")
+    demo_parser = commands.add_parser("demo", help="Film a clip like the hard variant's from the sample photos "
+                                      "alone, for pictures.")
+    demo_parser.add_argument("dir", type=Path, metavar="DIR")
+    demo_parser.add_argument("--seed", type=int, default=DEMO_SEED, help="Seeds the clip. [default: %(default)s]")
     bound_parser = commands.add_parser("bound", help="Score the median and minimum of each frame's window of "
                                        "frames: what the neighbours hold.")
     bound_parser.add_argument("dir", type=Path, metavar="DIR")
@@ -261,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "make":
         make(args.dir, args.clean, args.seed, args.clips, args.frames, args.parallax)
+    elif args.command == "demo":
+        demo(args.dir, args.seed)
     elif args.command == "bound":
         bound(args.dir, args.frames)
     else:

@@ -62,6 +62,30 @@ def test_make_films_lossless_rainy_clips_with_their_clean_frames(testset, stand_
         assert not np.array_equal(rainy[0].astype(int) - clean[0], rainy[1].astype(int) - clean[1])
 
 
+def test_the_parallax_variant_moves_every_camera_and_passes_a_near_layer(testset, stand_in_clean, tmp_path):
+    testset.make(tmp_path / "gentle", stand_in_clean, clips=3, frames=5)
+    testset.make(tmp_path / "near", stand_in_clean, clips=3, frames=5, parallax=True)
+    manifest = json.loads((tmp_path / "near" / "testset.json").read_text())
+    assert manifest["made_by"].endswith("make --parallax")
+    assert [clip["camera"] for clip in manifest["clips"]] == ["near"] * 3
+    assert all(clip["near_layer_from"] for clip in manifest["clips"])
+    # Clip 3 has no object crossing, in either variant; what differs is the near layer.
+    gentle, near = (np.stack([read_image(p) for p in sorted((tmp_path / v / "clip03" / "clean").glob("*.png"))])
+                    for v in ("gentle", "near"))
+    covered = np.abs(gentle.astype(int) - near).max(axis=3) > 20
+    assert 0.02 < covered.mean() < 0.95, covered.mean()
+
+
+def test_demo_films_the_sample_photos_alone(testset, tmp_path, capsys):
+    testset.demo(tmp_path / "demo", frames=4)
+    assert "coffee" in capsys.readouterr().out
+    with VideoReader(tmp_path / "demo" / "rainy.mkv") as reader:
+        rainy = list(reader)
+    clean = [read_image(p) for p in sorted((tmp_path / "demo" / "clean").glob("*.png"))]
+    assert len(rainy) == len(clean) == 4 and rainy[0].shape == (240, 320, 3)
+    assert all(10 < psnr(to_float(r), to_float(c)) < 45 for r, c in zip(rainy, clean))
+
+
 def test_make_refuses_a_folder_inside_the_repository(testset, stand_in_clean):
     with pytest.raises(SystemExit, match="inside the repository"):
         testset.make(SCRIPT.parent / "testset", stand_in_clean, clips=1, frames=2)

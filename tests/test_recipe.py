@@ -159,5 +159,6 @@ def test_a_checkpoint_from_before_the_new_settings_keeps_its_recipe():
            "loss": "charbonnier", "val_every": 500, "seed": 0, "checkpoint_seconds": 300.0}
     settings = TrainSettings.from_saved(old)
     assert settings.augment == "flip+rot90" and settings.rain_mix == 0.0
-    assert TrainSettings().augment == "flip"  # new runs get today's default
+    assert settings.motion == "gentle"  # a temporal run from before the near layer keeps its clips
+    assert TrainSettings().augment == "flip" and TrainSettings().motion == "parallax"  # new runs get today's defaults
     assert set(LEGACY_SETTINGS) <= {f for f in TrainSettings.__dataclass_fields__}

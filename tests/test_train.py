@@ -360,3 +360,7 @@ def test_a_temporal_network_trains_on_clips_and_records_its_window(tmp_path, mak
     assert WindowSpec.from_metadata(loaded.metadata) == WindowSpec(3, align="camera")
     assert loaded.model.inputs[0].shape[-1] == 9
     assert loaded.metadata["val_psnr"] > 0  # validated on a clip of each held-out image
+    assert loaded.metadata["training"]["motion"] == "parallax"
+    bad = invoke("train", data, "--out", tmp_path / "u.keras", "--arch", "temporal-3", "--motion", "shaky")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert bad.output.strip().splitlines()[-1] == "error: --motion must be one of parallax, gentle. Received: --motion='shaky'"

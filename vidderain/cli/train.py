@@ -92,6 +92,11 @@ def train(
                           "angles to 45 degrees, dense and long streaks, up to 4 layers, some haze), mixed-clear "
                           "(the same without haze) or synth (the --synthesize defaults).")
     ] = "mixed",
+    motion: Annotated[
+        str, typer.Option("--motion", help="Temporal networks: how the training clips move. parallax (a near layer "
+                          "passing faster than the scene in half the moving-camera clips, as in hand-held footage; "
+                          "objects up to 16 px a frame) or gentle (neither; objects up to 8 px a frame).")
+    ] = "parallax",
     precision: PrecisionOption = "auto",
     init: Annotated[
         Optional[str], typer.Option("--init", help="Start from the weights of a trained model of the same network "
@@ -134,7 +139,7 @@ def train(
                              rain="synth" if synthesize else rain, val_split=val_split, synthesize=synthesize,
                              val_dir=str(val_dir.resolve()) if val_dir is not None else None,
                              extra_clean=str(extra_clean.resolve()) if extra_clean is not None else None,
-                             init=str(init_file.path.resolve()) if init_file is not None else None)
+                             init=str(init_file.path.resolve()) if init_file is not None else None, motion=motion)
     if resume:
         saved = Trainer.saved_settings(out_path)
         assert saved is not None  # _check_resume found the checkpoint

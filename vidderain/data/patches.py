@@ -180,6 +180,15 @@ class CameraMotion:
     parallax: float = 5.0
 
 
+# How the cameras and objects of training clips move (`vidderain train --motion`).
+CLIP_MOTIONS: dict[str, CameraMotion] = {
+    # A near layer in half the moving-camera clips, objects up to 16 px a frame (since 2026-12-06).
+    "parallax": CameraMotion(),
+    # No near layer, objects up to 8 px a frame: the clips of the runs before it.
+    "gentle": CameraMotion(object_speed=8.0, parallax_probability=0.0),
+}
+
+
 def synthesize_clip(
     scene: np.ndarray,
     rng: np.random.Generator,
@@ -362,14 +371,14 @@ class ClipBatches(keras.utils.PyDataset):
 
 
 def clip_validation(scenes: Sequence[np.ndarray], spec: WindowSpec, rain: RainSettings,
-                    seed: int = 0) -> list[Pair]:
+                    seed: int = 0, motion: CameraMotion = CameraMotion()) -> list[Pair]:
     """Fixed (window, clean centre) pairs of whole validation images, one synthetic clip each."""
     stacker = WindowStacker(spec)
     pairs = []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 1_000_003, i])
         side = min(scene.shape[:2]) // 8 * 8
-        rainy, clean = synthesize_clip(scene, rng, spec.frames, side, rain, sprite=scenes[(i + 1) % len(scenes)])
+        rainy, clean = synthesize_clip(scene, rng, spec.frames, side, rain, motion, sprite=scenes[(i + 1) % len(scenes)])
         pairs.append((stacker.stack([stacker.prepare(frame) for frame in rainy]), clean[spec.radius]))
     return pairs
 

@@ -30,7 +30,7 @@ from keras import ops
 
 from vidderain import __version__
 from vidderain.data.pairs import Pair
-from vidderain.data.patches import AUGMENTATIONS, ClipBatches, PatchBatches, clip_validation
+from vidderain.data.patches import AUGMENTATIONS, CLIP_MOTIONS, ClipBatches, PatchBatches, clip_validation
 from vidderain.data.synth import RAIN_PRESETS
 from vidderain.engine import Engine, TileSettings
 from vidderain.errors import InputError, ParameterError
@@ -77,6 +77,7 @@ class TrainSettings:
     val_dir: str | None = None  # a separate folder of validation pairs, resolved
     synthesize: bool = False  # the data folder holds clean images only; every crop gets synthetic rain
     init: str | None = None  # a trained model file whose weights the run starts from (fine-tuning), resolved
+    motion: str = "parallax"  # temporal networks: how training clips move, a name in vidderain.data.patches.CLIP_MOTIONS
 
     def check(self) -> None:
         """Raise ParameterError, naming the setting and its value, for a setting that cannot work."""
@@ -98,6 +99,8 @@ class TrainSettings:
             raise ParameterError("rain_mix", self.rain_mix, "a fraction between 0 and 1")
         if self.rain not in RAIN_PRESETS:
             raise ParameterError("rain", self.rain, f"one of {', '.join(RAIN_PRESETS)}")
+        if self.motion not in CLIP_MOTIONS:
+            raise ParameterError("motion", self.motion, f"one of {', '.join(CLIP_MOTIONS)}")
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "TrainSettings":
@@ -108,7 +111,7 @@ class TrainSettings:
 # What a run that began before a setting existed did, so a resumed run keeps its recipe.
 LEGACY_SETTINGS: dict[str, Any] = {"augment": "flip+rot90", "rain_mix": 0.0, "extra_clean": None, "rain": "mixed",
                                    "val_split": 0.1, "val_dir": None, "synthesize": False,
-                                   "init": None}
+                                   "init": None, "motion": "gentle"}
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,8 @@ class Trainer:
             self.spec = WindowSpec(self.arch.frames, self.arch.align)
             self.scenes = [clean for _, clean in self.train_pairs] + self.extra_clean
             self.val_pairs = clip_validation([clean for _, clean in self.val_pairs], self.spec,
-                                             RAIN_PRESETS[settings.rain], seed=settings.seed)
+                                             RAIN_PRESETS[settings.rain], seed=settings.seed,
+                                             motion=CLIP_MOTIONS[settings.motion])
 
     # Checkpoints (vidderain.train.checkpoint) ----------------------------------------
 
@@ -437,7 +441,8 @@ class Trainer:
     def _dataset(self) -> keras.utils.PyDataset:
         s = self.settings
         if self.arch.clips:
-            return ClipBatches(self.scenes, s.batch, s.patch, s.steps, self.spec, RAIN_PRESETS[s.rain], seed=s.seed)
+            return ClipBatches(self.scenes, s.batch, s.patch, s.steps, self.spec, RAIN_PRESETS[s.rain], seed=s.seed,
+                               motion=CLIP_MOTIONS[s.motion])
         return PatchBatches(self.train_pairs, s.batch, s.patch, s.steps, seed=s.seed, synthesize=self.synthesize,
                             rain_mix=1.0 if self.clean_only else s.rain_mix, extra_clean=self.extra_clean,
                             augment=s.augment)

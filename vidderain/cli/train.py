@@ -94,7 +94,7 @@ def train(
     ] = "mixed",
     motion: Annotated[
         str, typer.Option("--motion", help="Temporal networks: how the training clips move. parallax (a near layer "
-                          "passing faster than the scene in half the moving-camera clips, as in hand-held footage; "
+                          "passing faster than the scene in a quarter of the moving-camera clips, as in hand-held footage; "
                           "objects up to 16 px a frame) or gentle (neither; objects up to 8 px a frame).")
     ] = "parallax",
     precision: PrecisionOption = "auto",

@@ -176,13 +176,13 @@ class CameraMotion:
     shake: float = 0.7
     object_probability: float = 0.35
     object_speed: float = 16.0
-    parallax_probability: float = 0.5
+    parallax_probability: float = 0.25
     parallax: float = 5.0
 
 
 # How the cameras and objects of training clips move (`vidderain train --motion`).
 CLIP_MOTIONS: dict[str, CameraMotion] = {
-    # A near layer in half the moving-camera clips, objects up to 16 px a frame (since 2026-12-06).
+    # A near layer in a quarter of the moving-camera clips, objects up to 16 px a frame (since 2026-12-06).
     "parallax": CameraMotion(),
     # No near layer, objects up to 8 px a frame: the clips of the runs before it.
     "gentle": CameraMotion(object_speed=8.0, parallax_probability=0.0),

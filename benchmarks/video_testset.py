@@ -124,7 +124,6 @@ def make(folder: Path, clean_dir: Path, seed: int = 0, clips: int = CLIPS, frame
                          "which must not be committed: choose a folder outside it")
     scenes, sprites = held_out_images(clean_dir)
     rain = RAIN_PRESETS[RAIN]
-    top = (VIEW - HEIGHT) // 2
     manifest = {"made_by": "benchmarks/video_testset.py make" + (" --parallax" if parallax else ""), "seed": seed,
                 "rain": RAIN, "fps": FPS, "width": VIEW, "height": HEIGHT, "frames": frames, "clips": []}
     for index in range(clips):
@@ -139,11 +138,7 @@ def make(folder: Path, clean_dir: Path, seed: int = 0, clips: int = CLIPS, frame
         rng = np.random.default_rng([seed, index])
         # The sprite gives the object and the near layer; motions without either leave it unused.
         rainy, clean = synthesize_clip(scene, rng, frames, VIEW, rain, motion, sprite if crossed or parallax else None)
-        (folder / name / "clean").mkdir(parents=True, exist_ok=True)
-        with VideoWriter(folder / name / "rainy.mkv", VIEW, HEIGHT, FPS, settings=LOSSLESS) as writer:
-            for number, (rainy_frame, clean_frame) in enumerate(zip(rainy, clean), 1):
-                writer.write(to_integer(rainy_frame[top : top + HEIGHT]))
-                write_image(folder / name / "clean" / f"{number:04d}.png", to_integer(clean_frame[top : top + HEIGHT]))
+        _write_clip(folder / name, rainy, clean)
         manifest["clips"].append({"name": name, "scene": scene_name, "camera": camera,
                                   "moving_object_from": sprite_name if crossed else None,
                                   "near_layer_from": sprite_name if parallax else None})
@@ -162,14 +157,19 @@ def demo(folder: Path, seed: int = DEMO_SEED, frames: int = FRAMES) -> None:
     photos = {path.stem: _read_rgb(path) for path in sorted(SAMPLES.glob("*.png"))}
     rng = np.random.default_rng([seed, 0])
     rainy, clean = synthesize_clip(photos["coffee"], rng, frames, VIEW, RAIN_PRESETS[RAIN], PARALLAX, photos["chelsea"])
+    _write_clip(folder, rainy, clean)
+    print(f"{folder / 'rainy.mkv'}: {frames} frames of coffee filmed by a moving camera, a near layer and an object "
+          "from chelsea passing", flush=True)
+
+
+def _write_clip(folder: Path, rainy: list[np.ndarray], clean: list[np.ndarray]) -> None:
+    """`folder/rainy.mkv` (FFV1, RGB without loss) and `folder/clean/0001.png ...`: the views' middle HEIGHT rows."""
     top = (VIEW - HEIGHT) // 2
     (folder / "clean").mkdir(parents=True, exist_ok=True)
     with VideoWriter(folder / "rainy.mkv", VIEW, HEIGHT, FPS, settings=LOSSLESS) as writer:
         for number, (rainy_frame, clean_frame) in enumerate(zip(rainy, clean), 1):
             writer.write(to_integer(rainy_frame[top : top + HEIGHT]))
             write_image(folder / "clean" / f"{number:04d}.png", to_integer(clean_frame[top : top + HEIGHT]))
-    print(f"{folder / 'rainy.mkv'}: {frames} frames of coffee filmed by a moving camera, a near layer and an object "
-          "from chelsea passing", flush=True)
 
 
 def score_frames(frames: list[np.ndarray], clean_dir: Path) -> list[tuple[float, float]]:

@@ -168,7 +168,7 @@ def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
     """
     import keras
 
-    from vidderain.data.patches import CameraMotion, ClipBatches
+    from vidderain.data.patches import CLIP_MOTIONS, ClipBatches
     from vidderain.data.synth import RainSettings
     from vidderain.nets.temporal import build_temporal_unet
     from vidderain.temporal import WindowSpec
@@ -180,7 +180,7 @@ def train_tiny_temporal(steps: int = TINY_TEMPORAL_STEPS):
     scenes = [natural_image(160, 160, seed=200 + i) for i in range(4)]
     spec = WindowSpec(5, align="camera")
     # Gentle motion (no near layer, slow objects): a few steps learn what the tests need, less rain.
-    gentle = CameraMotion(object_speed=8.0, parallax_probability=0.0)
+    gentle = CLIP_MOTIONS["gentle"]
     batches = ClipBatches(scenes, batch=8, patch=48, steps=steps, spec=spec, rain=RainSettings(), seed=0, motion=gentle)
     for step in range(steps):
         model.train_on_batch(*batches[step])

@@ -48,7 +48,7 @@ def test_unaligned_windows_stack_frames_in_time_order(make_natural_image):
         np.testing.assert_array_equal(stacked[:, :, 3 * i : 3 * i + 3], frame)
 
 
-@pytest.mark.parametrize("align", ["flow", "camera"])
+@pytest.mark.parametrize("align", ["flow", "camera", "layered"])
 def test_alignment_puts_a_panned_neighbour_back_on_the_centre_frame(make_natural_image, align):
     scene = make_natural_image(160, 220, seed=3)
     centre, later = scene[20:140, 40:200], scene[20:140, 46:206]  # the camera panned 6 px
@@ -71,13 +71,14 @@ def test_camera_alignment_leaves_a_still_cameras_rainy_neighbours_where_they_are
     rain = RainSettings(density=(0.01, 0.01), haze_probability=0.0)
     rainy, clean = synthesize_clip(scene, np.random.default_rng(1), 5, 128, rain, still)
     fused = {}
-    for align in ("flow", "camera"):
+    for align in ("flow", "camera", "layered"):
         stacker = WindowStacker(WindowSpec(5, align=align))
         window = stacker.stack([stacker.prepare(frame) for frame in rainy])
         fused[align] = psnr(window.reshape(128, 128, 5, 3).min(axis=2), clean[2])
-        if align == "camera":
+        if align != "flow":
             assert psnr(window[:, :, 0:3], rainy[0]) > 40  # (almost) not warped at all
     assert fused["camera"] > fused["flow"] + 2, fused
+    assert fused["layered"] > fused["flow"] + 2, fused
 
 
 def test_clip_rain_changes_every_frame_while_the_still_scene_stays(make_natural_image):
@@ -108,16 +109,20 @@ def test_a_near_layer_moves_apart_from_the_scene_so_one_camera_motion_cannot_ali
     flat = CameraMotion(still_probability=0.0, speed=6.0, zoom=0.0, rotation=0.0, shake=0.0, object_probability=0.0,
                         parallax_probability=0.0)
     near = dataclasses.replace(flat, parallax_probability=1.0)
-    stacker = WindowStacker(WindowSpec(5, align="camera"))
-    residuals = {}
-    for name, motion in (("flat", flat), ("near", near)):
-        _, clean = synthesize_clip(scene, np.random.default_rng(1), 5, 128, RainSettings(), motion, sprite)
-        window = stacker.stack([stacker.prepare(frame) for frame in clean])
-        inner = (slice(24, -24), slice(24, -24))  # away from what the pan uncovers
-        residuals[name] = np.abs(window[:, :, 0:3] - clean[2])[inner].mean(axis=2)
-    assert residuals["flat"].mean() < 0.01
-    misaligned = (residuals["near"] > 0.05).mean()
-    assert 0.03 < misaligned < 0.9, misaligned  # a part of the frame, not all of it
+    misaligned = {}
+    for align in ("camera", "layered"):
+        stacker = WindowStacker(WindowSpec(5, align=align))
+        residuals = {}
+        for name, motion in (("flat", flat), ("near", near)):
+            _, clean = synthesize_clip(scene, np.random.default_rng(1), 5, 128, RainSettings(), motion, sprite)
+            window = stacker.stack([stacker.prepare(frame) for frame in clean])
+            inner = (slice(24, -24), slice(24, -24))  # away from what the pan uncovers
+            residuals[name] = np.abs(window[:, :, 0:3] - clean[2])[inner].mean(axis=2)
+        assert residuals["flat"].mean() < 0.01
+        misaligned[align] = (residuals["near"] > 0.05).mean()
+    assert 0.03 < misaligned["camera"] < 0.9, misaligned  # a part of the frame, not all of it
+    # The layered alignment also follows the near layer, as far as it is larger than its smoothing.
+    assert misaligned["layered"] < 0.5 * misaligned["camera"], misaligned
 
 
 def test_clip_batches_are_windows_with_their_clean_centre(make_natural_image):

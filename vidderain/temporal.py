@@ -21,6 +21,12 @@ differently from the scene):
   it, 26.2 with `flow` and 29.8 unaligned (`python benchmarks/video_testset.py
   bound DIR`). What moves on its own is not aligned: the network has the centre
   frame to fall back on there.
+- `layered` warps by the camera's motion and then by what the flow adds to it,
+  smoothed so that only regions far larger than a streak move: the remainder is
+  averaged over 8x8-pixel blocks, median-filtered over 5x5 blocks, blurred, and
+  taken as none below 0.3 px. It follows what sits at another depth than the
+  scene the camera model fits (a parked car, a near wall) and large things that
+  move, where `camera` leaves them doubled in the window.
 
 The alignment is the model's input preparation, done on whole frames before the
 engine tiles the stacked window like any frame; the model file's metadata names it.
@@ -41,11 +47,16 @@ import numpy as np
 from vidderain.errors import ModelError
 
 FLOW_BLUR_SIGMA = 2.0  # px; as the real-rain figure of ../shared/tools/rainresidual.py
-ALIGNMENTS = ("none", "flow", "camera")
+ALIGNMENTS = ("none", "flow", "camera", "layered")
 CAMERA_GRID = 16  # px between the flow vectors the camera model is fitted to
 CAMERA_RANSAC_THRESHOLD = 1.0  # px; flow vectors farther than this from the fitted motion are outliers
 CAMERA_STILL = 0.5  # px; a fitted motion that moves no corner of the frame this far is taken as none
 CAMERA_ERODE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # wider than a streak is thick
+LAYER_BLOCK = 8  # px; `layered` averages the flow's remainder over blocks this size
+LAYER_MEDIAN = 5  # blocks; then takes the median over this many on a side
+LAYER_SIGMA = 2.0  # blocks; then blurs it
+LAYER_DEAD = 0.3  # px; a remainder this small is taken as none (fading in over as much again)
+LAYER_GAIN = 2.0  # grey levels; the layered warp is used where it lowers the mismatch this much (fully at twice)
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class WindowSpec:
     Attributes:
         frames: int. Frames in a window, odd: the centre and `radius` on each side.
         align: str. How the neighbours are warped onto the centre frame: "none", "flow"
-            (by the optical flow) or "camera" (by a camera motion fitted to it). Defaults to "none".
+            (by the optical flow), "camera" (by a camera motion fitted to it) or "layered"
+            (the camera motion and the flow's smoothed remainder). Defaults to "none".
     """
 
     frames: int
@@ -79,7 +91,8 @@ class WindowSpec:
 
     def describe(self) -> str:
         """A few words for the user, e.g. "windows of 5 frames aligned by the camera's motion"."""
-        how = {"none": "", "flow": " aligned by optical flow", "camera": " aligned by the camera's motion"}
+        how = {"none": "", "flow": " aligned by optical flow", "camera": " aligned by the camera's motion",
+               "layered": " aligned by the camera's motion and what moves apart from it"}
         return f"windows of {self.frames} frames{how[self.align]}"
 
     @classmethod
@@ -130,7 +143,7 @@ class WindowStacker:
         """Wrap a float32 HxWx3 frame in [0, 1] with what stacking it needs (its blurred grey image)."""
         if not self.spec.aligned:
             return PreparedFrame(rgb)
-        if self.spec.align == "camera":
+        if self.spec.align in ("camera", "layered"):
             grey = cv2.GaussianBlur(cv2.erode(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), CAMERA_ERODE), (0, 0),
                                     FLOW_BLUR_SIGMA)
         else:
@@ -165,9 +178,53 @@ class WindowStacker:
             return cv2.warpAffine(frame.rgb, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_REPLICATE)
         grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        if self.spec.align == "layered":
+            matrix = camera_motion(flow)
+            camera = np.stack([matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2],
+                               matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2]], axis=2).astype(np.float32)
+            flow += np.stack([grid_x, grid_y], axis=2)
+            remainder = smooth_remainder(flow - camera)
+            remainder *= _worth_it(frame.grey, centre.grey, camera, camera + remainder)
+            if np.array_equal(matrix, np.eye(2, 3)) and not remainder.any():
+                return frame.rgb
+            camera += remainder
+            return cv2.remap(frame.rgb, camera[..., 0], camera[..., 1], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
         flow[..., 0] += grid_x
         flow[..., 1] += grid_y
         return cv2.remap(frame.rgb, flow[..., 0], flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def smooth_remainder(remainder: np.ndarray) -> np.ndarray:
+    """The part of a flow field's remainder (after the camera's motion) that moves regions, not streaks.
+
+    Averaged over `LAYER_BLOCK`-pixel blocks, median-filtered and blurred at that scale,
+    brought back to full size; displacements under `LAYER_DEAD` pixels fade to none, so
+    a still region is not resampled by the noise of the flow.
+    """
+    height, width = remainder.shape[:2]
+    small = cv2.resize(remainder, (max(1, width // LAYER_BLOCK), max(1, height // LAYER_BLOCK)),
+                       interpolation=cv2.INTER_AREA)
+    small = np.stack([cv2.medianBlur(np.ascontiguousarray(small[..., axis]), LAYER_MEDIAN) for axis in range(2)], axis=2)
+    small = cv2.GaussianBlur(small, (0, 0), LAYER_SIGMA)
+    smooth = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    length = np.sqrt(np.square(smooth).sum(axis=2, keepdims=True))
+    return (smooth * np.clip(length / LAYER_DEAD - 1.0, 0.0, 1.0)).astype(np.float32)
+
+
+def _worth_it(grey: np.ndarray, centre: np.ndarray, camera: np.ndarray, layered: np.ndarray) -> np.ndarray:
+    """Where the layered warp matches the centre frame's (rain-free) grey image clearly better than the camera's.
+
+    Dense rain falls coherently, so its flow survives smoothing; warping by it matches
+    nothing better on the eroded, blurred grey images, and it is dropped there.
+    """
+    def mismatch(warp: np.ndarray) -> np.ndarray:
+        warped = cv2.remap(grey, warp[..., 0], warp[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = np.abs(warped.astype(np.float32) - centre.astype(np.float32))
+        return cv2.GaussianBlur(error, (0, 0), LAYER_BLOCK)
+
+    gain = mismatch(camera) - mismatch(layered)
+    return np.clip(gain / LAYER_GAIN - 1.0, 0.0, 1.0)[..., None]
 
 
 def camera_motion(flow: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ class Architecture:
         frames: int. Frames the network reads: 1, or a window of video frames (the centre and
             (frames - 1) / 2 on each side, stacked on channels). Defaults to 1.
         align: str. How the window's neighbours are warped onto the centre frame first: "none",
-            "flow" or "camera" (`vidderain.temporal`). Defaults to "none".
+            "flow", "camera" or "layered" (`vidderain.temporal`). Defaults to "none".
         clips: bool. Trained on synthetic clips (moving camera, rain changing every frame)
             made from the clean images, instead of on the pairs' own rain. Defaults to False.
     """
@@ -78,6 +78,16 @@ ARCHITECTURES: dict[str, Architecture] = {
         description="residual U-Net over 5 video frames, neighbours aligned by the camera's motion",
         frames=5,
         align="camera",
+        clips=True,
+    ),
+    "temporal-layered": Architecture(
+        build=lambda: build_temporal_unet(5, name="temporal-layered"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net over 5 video frames, neighbours aligned by the camera's motion and by what "
+                    "moves apart from it",
+        frames=5,
+        align="layered",
         clips=True,
     ),
     "temporal-3": Architecture(

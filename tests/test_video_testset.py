@@ -124,6 +124,8 @@ def test_bound_scores_what_the_neighbouring_frames_hold(testset, stand_in_clean,
     assert lines[1].split() == ["all", "still", "camera", "moving", "camera", "(PSNR", "capped", "at", "60", "dB)"]
     scores = {line[:22].strip(): float(line[22:].split()[0]) for line in lines[2:]}
     assert list(scores) == ["rainy", "median, align none", "minimum, align none", "median, align flow",
-                            "minimum, align flow", "median, align camera", "minimum, align camera"]
+                            "minimum, align flow", "median, align camera", "minimum, align camera",
+                            "median, align layered", "minimum, align layered"]
     # Rain adds light and falls afresh in every frame: the darkest of the aligned frames holds less of it.
     assert scores["minimum, align camera"] > scores["rainy"] + 1.0
+    assert scores["minimum, align layered"] > scores["rainy"] + 1.0

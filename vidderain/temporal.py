@@ -24,9 +24,13 @@ differently from the scene):
 - `layered` warps by the camera's motion and then by what the flow adds to it,
   smoothed so that only regions far larger than a streak move: the remainder is
   averaged over 8x8-pixel blocks, median-filtered over 5x5 blocks, blurred, and
-  taken as none below 0.3 px. It follows what sits at another depth than the
-  scene the camera model fits (a parked car, a near wall) and large things that
-  move, where `camera` leaves them doubled in the window.
+  taken as none below 0.3 px; and it is used only where it matches the centre
+  frame's eroded, blurred grey image better than the camera's motion alone (dense
+  rain falls coherently and its flow survives the smoothing). It follows what
+  sits at another depth than the scene the camera model fits (a parked car, a
+  near wall) and large things that move, where `camera` leaves them doubled in
+  the window. On the test set's still and moving clips it scores as `camera`
+  does, on clips with a near layer better (docs/networks.md).
 
 The alignment is the model's input preparation, done on whole frames before the
 engine tiles the stacked window like any frame; the model file's metadata names it.
@@ -56,7 +60,7 @@ LAYER_BLOCK = 8  # px; `layered` averages the flow's remainder over blocks this 
 LAYER_MEDIAN = 5  # blocks; then takes the median over this many on a side
 LAYER_SIGMA = 2.0  # blocks; then blurs it
 LAYER_DEAD = 0.3  # px; a remainder this small is taken as none (fading in over as much again)
-LAYER_GAIN = 2.0  # grey levels; the layered warp is used where it lowers the mismatch this much (fully at twice)
+LAYER_GAIN = 2.0  # grey levels; the layered warp starts where it lowers the mismatch this much, fully at twice
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ class WindowStacker:
                                matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2]], axis=2).astype(np.float32)
             flow += np.stack([grid_x, grid_y], axis=2)
             remainder = smooth_remainder(flow - camera)
-            remainder *= _worth_it(frame.grey, centre.grey, camera, camera + remainder)
+            remainder *= _matches_better(frame.grey, centre.grey, camera, camera + remainder)
             if np.array_equal(matrix, np.eye(2, 3)) and not remainder.any():
                 return frame.rgb
             camera += remainder
@@ -212,7 +216,7 @@ def smooth_remainder(remainder: np.ndarray) -> np.ndarray:
     return (smooth * np.clip(length / LAYER_DEAD - 1.0, 0.0, 1.0)).astype(np.float32)
 
 
-def _worth_it(grey: np.ndarray, centre: np.ndarray, camera: np.ndarray, layered: np.ndarray) -> np.ndarray:
+def _matches_better(grey: np.ndarray, centre: np.ndarray, camera: np.ndarray, layered: np.ndarray) -> np.ndarray:
     """Where the layered warp matches the centre frame's (rain-free) grey image clearly better than the camera's.
 
     Dense rain falls coherently, so its flow survives smoothing; warping by it matches

@@ -44,8 +44,8 @@ frames are the project's own, so pictures of it may go into the model card.
 `bound` asks what the neighbouring frames hold before any network is trained: for every
 frame, its window of `--frames` frames (edges replicated) is stacked as a temporal model
 stacks it, with each of `vidderain.temporal`'s alignments (none, the optical flow, the
-camera's motion fitted to it, and that motion with the flow's smoothed remainder), and the per-pixel median and minimum over the window are
-scored against the clean frame. Rain adds light, so where a pixel is dry in some frame of the window the minimum finds it;
+camera's motion fitted to it, and that motion with the flow's smoothed remainder), and
+the per-pixel median and minimum over the window are scored against the clean frame. Rain adds light, so where a pixel is dry in some frame of the window the minimum finds it;
 where it is wet in every frame, or under haze that lasts the whole clip, no fusion of the
 frames can.
 """

@@ -88,19 +88,21 @@ def _video_psnr(video: Path, clean_dir: Path) -> float:
 
 
 # What the bundled temporal model gains on the 12-frame demo clip, under the +11.68 dB
-# measured (`default` gains +11.37 dB on this light rain).
+# measured; `default` gains +11.37 dB on this light rain, and temporal must not fall below it.
 TEMPORAL_DEMO_GAIN = 11.0
 
 
 @pytest.mark.slow
-def test_temporal_model_derains_a_moving_clip_with_parallax_through_the_video_job(tmp_path):
+def test_temporal_model_derains_a_moving_clip_with_parallax_at_least_as_well_as_default(tmp_path):
     # The demo clip of benchmarks/video_testset.py: a sample photo filmed by a moving camera,
     # a near layer passing faster than the scene (parallax), fresh rain in every frame.
     testset = _load_script("video_testset")
     testset.demo(tmp_path / "demo", frames=12)
-    rainy = _video_psnr(tmp_path / "demo" / "rainy.mkv", tmp_path / "demo" / "clean")
-    result = runner.invoke(app, ["video", str(tmp_path / "demo" / "rainy.mkv"), str(tmp_path / "out.mkv"),
-                                 "--model", "temporal", "--codec", "ffv1", "--pix-fmt", "bgr0"])
-    assert result.exit_code == 0, result.output
-    derained = _video_psnr(tmp_path / "out.mkv", tmp_path / "demo" / "clean")
-    assert derained >= rainy + TEMPORAL_DEMO_GAIN, (rainy, derained)
+    scores = {"rainy": _video_psnr(tmp_path / "demo" / "rainy.mkv", tmp_path / "demo" / "clean")}
+    for model in ("temporal", "default"):
+        result = runner.invoke(app, ["video", str(tmp_path / "demo" / "rainy.mkv"), str(tmp_path / f"{model}.mkv"),
+                                     "--model", model, "--codec", "ffv1", "--pix-fmt", "bgr0"])
+        assert result.exit_code == 0, result.output
+        scores[model] = _video_psnr(tmp_path / f"{model}.mkv", tmp_path / "demo" / "clean")
+    assert scores["temporal"] >= scores["rainy"] + TEMPORAL_DEMO_GAIN, scores
+    assert scores["temporal"] >= scores["default"], scores

@@ -44,7 +44,8 @@ def main(options: list[str]) -> None:
                         "-tag:v", "hvc1", str(ramp)],
                        input=(luma.tobytes() + chroma.tobytes() * 2) * FRAMES, check=True)
         print(f"source: {len(luma_codes(ramp))} of {len(CODES)} luma codes", flush=True)
-        subprocess.run([sys.executable, "-m", "vidderain", "video", str(ramp), str(out), *options], check=True)
+        command = [sys.executable, "-m", "vidderain", "video", str(ramp), str(out), "--model", "default"]
+        subprocess.run([*command, *options], check=True)  # a --model among the options comes later and wins
         info = probe_video(out)
         print(f"vidderain video {' '.join(options)}: {info.codec} {info.pix_fmt}, "
               f"{len(luma_codes(out))} of {len(CODES)} luma codes kept")

@@ -99,10 +99,12 @@ def test_temporal_model_derains_a_moving_clip_with_parallax_at_least_as_well_as_
     testset = _load_script("video_testset")
     testset.demo(tmp_path / "demo", frames=12)
     scores = {"rainy": _video_psnr(tmp_path / "demo" / "rainy.mkv", tmp_path / "demo" / "clean")}
-    for model in ("temporal", "default"):
+    # `video` runs the bundled temporal model unless --model says otherwise.
+    for model, choice in (("temporal", []), ("default", ["--model", "default"])):
         result = runner.invoke(app, ["video", str(tmp_path / "demo" / "rainy.mkv"), str(tmp_path / f"{model}.mkv"),
-                                     "--model", model, "--codec", "ffv1", "--pix-fmt", "bgr0"])
+                                     *choice, "--codec", "ffv1", "--pix-fmt", "bgr0"])
         assert result.exit_code == 0, result.output
+        assert f"model {model}.keras (" in result.output, result.output
         scores[model] = _video_psnr(tmp_path / f"{model}.mkv", tmp_path / "demo" / "clean")
     assert scores["temporal"] >= scores["rainy"] + TEMPORAL_DEMO_GAIN, scores
     assert scores["temporal"] >= scores["default"], scores

@@ -200,7 +200,7 @@ def video(
         Path, typer.Argument(metavar="OUT", help="The video to write; its extension picks the container.",
                              show_default=False)
     ],
-    model: ModelOption = "default",
+    model: ModelOption = "temporal",
     tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
     batch: BatchOption = TileSettings.batch,
@@ -218,6 +218,9 @@ def video(
     segment: SegmentOption = SEGMENT_SECONDS,
 ) -> None:
     """Derain a video, keeping every frame, its timing, rotation, audio, subtitles and bit depth.
+
+    The bundled `temporal` model derains each frame from it and its neighbours, aligned to
+    it; `--model default` derains each frame alone, about 1.5x faster, and removes less rain.
 
     The video is written in segments to a hidden folder beside OUT, then joined and
     renamed to OUT when complete, so an interrupted run leaves no half-written OUT; it

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 METADATA_NAME = "vidderain.json"
 MODEL_SUFFIX = ".keras"
 CHECKSUMS_NAME = "SHA256SUMS"  # `sha256sum *.keras > SHA256SUMS` in the bundled folder
+# The bundled model each command runs unless --model names another.
+DEFAULT_MODEL = "default"  # `folder` (its photos and its videos) and `bench`: each frame alone
+VIDEO_MODEL = "temporal"  # `video`: each frame with its neighbours, aligned to it
 _CONFIG_NAME = "config.json"
 # Layer classes whose configuration carries Python code.
 _CODE_CLASSES = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})

@@ -21,6 +21,7 @@ from vidderain.cli.options import (
 )
 from vidderain.engine import TileSettings
 from vidderain.errors import InputError
+from vidderain.models import DEFAULT_MODEL
 from vidderain.temporal import WindowSpec
 
 
@@ -33,7 +34,7 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 @command()
 def bench(
-    model: ModelOption = "default",
+    model: ModelOption = DEFAULT_MODEL,
     size: Annotated[str, typer.Option("--size", help="Frame size of the generated clip, WIDTHxHEIGHT.")] = "640x360",
     frames: Annotated[int, typer.Option("--frames", min=2, help="Frames in the clip; the memory figure also runs 4x as many.")] = 24,
     tile: TileOption = TileSettings.tile,

@@ -45,6 +45,7 @@ from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
 from vidderain.jobs.folder import FileResult, check_folder_job, derain_files, plan_folder
 from vidderain.jobs.resume import SEGMENT_SECONDS
 from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
+from vidderain.models import DEFAULT_MODEL, VIDEO_MODEL
 from vidderain.temporal import WindowSpec
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that are already there.")]
@@ -65,7 +66,7 @@ def folder(
     out_dir: Annotated[
         Path, typer.Argument(metavar="OUT_DIR", help="Folder for the results: same names and formats.", show_default=False)
     ],
-    model: ModelOption = "default",
+    model: ModelOption = DEFAULT_MODEL,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also process sub-folders, mirroring them.")] = False,
     overwrite: OverwriteOption = False,
     tile: TileOption = TileSettings.tile,
@@ -200,7 +201,7 @@ def video(
         Path, typer.Argument(metavar="OUT", help="The video to write; its extension picks the container.",
                              show_default=False)
     ],
-    model: ModelOption = "temporal",
+    model: ModelOption = VIDEO_MODEL,
     tile: TileOption = TileSettings.tile,
     overlap: OverlapOption = None,
     batch: BatchOption = TileSettings.batch,

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from vidderain.cli.application import command, out
 from vidderain.jobs.evaluate import evaluate_folders
-from vidderain.models import bundled_models, read_metadata
+from vidderain.models import VIDEO_MODEL, bundled_models, read_metadata
 
 
 @command(name="eval")
@@ -60,7 +60,8 @@ def _which_to_use(found: dict[str, dict[str, Any]]) -> str:
     synthetic clips, not comparable, so it is named for videos instead.
     """
     single = {name: meta for name, meta in found.items() if not _is_temporal(meta)}
-    videos = [name for name, meta in found.items() if _is_temporal(meta)]
+    videos = [name + (" (what `vidderain video` runs)" if name == VIDEO_MODEL else "")
+              for name, meta in found.items() if _is_temporal(meta)]
     for_videos = (f" For videos: {', '.join(videos)}, which also reads each frame's neighbours "
                   "(its validation score is on synthetic rainy clips, not comparable).") if videos else ""
     scored = {name: meta["val_psnr"] for name, meta in single.items() if meta.get("val_psnr")}

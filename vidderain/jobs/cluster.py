@@ -35,6 +35,7 @@ from vidderain.temporal import WindowSpec
 LOCAL = "local"
 RAY_HINT = "pip install 'vidderain[ray]'"
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster only carries the model and results' metadata
+KILLED_WORKERS_WAIT = 10.0  # seconds an interrupted run waits for its killed workers to be gone before tidying
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,14 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
                 result = FileResult(source, destination, f"{source}: {first_line(exc.cause or exc)}")
             report(index, result)
     finally:
-        # Interrupted: stop the workers still writing and remove what they leave behind.
-        for actor, index in running.values():
+        # Interrupted: stop the workers still writing, wait until they are gone (a kill takes
+        # effect a moment later, and a worker alive meanwhile may start its next segment),
+        # then remove what they left behind.
+        for actor, _ in running.values():
             ray.kill(actor)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=KILLED_WORKERS_WAIT)
+        for _, index in running.values():
             _tidy(todo[index][1])
     return [results[i] for i in sorted(results)]
 
@@ -259,8 +265,8 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
 def _tidy(destination: Path) -> None:
     """Remove what a killed worker left of `destination`: its temporary file, a half-written segment.
 
-    A kill takes effect a moment later (seconds, on a busy machine): a worker still alive
-    then finds its temporary file gone, or its video's working folder tidied, and stops.
+    A worker still alive after `KILLED_WORKERS_WAIT` then finds its temporary file gone,
+    or its video's working folder tidied, and stops.
     """
     for partial in leftover_partials(destination):
         partial.unlink(missing_ok=True)

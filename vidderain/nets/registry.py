@@ -42,10 +42,11 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "default": Architecture(
-        build=lambda: build_unet(name="default"),
+        build=lambda: build_unet((48, 96, 192, 384), name="default"),
         stride=8,
         overlap=32,
-        description="residual U-Net, widths 32/64/128/256, two 3x3 convolutions per scale",
+        description="residual U-Net, widths 48/96/192/384, two 3x3 convolutions per scale (the bundled "
+                    "model; `unet-wide` builds the same network)",
     ),
     "unet": Architecture(
         build=lambda: build_unet(name="unet"),

@@ -4,7 +4,9 @@ A frame is padded to a multiple of the network's stride, cut into equal tiles
 whose origins lie on multiples of the stride (so every tile sees the pooling grid
 the whole frame would), and the tiles of one or more frames are packed into
 fixed-shape batches for one compiled network function. Outputs are blended back
-with smooth separable weights and cropped. The engine never opens a file.
+with smooth separable weights and cropped. A model with a veil estimate then has
+the veil of heavy rain lifted off each whole frame (`vidderain.veil`). The engine
+never opens a file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vidderain.errors import ParameterError
+from vidderain.veil import estimate_veils, lift, thumbnail, thumbnail_size, thumbnails
 
 if TYPE_CHECKING:
     import keras
@@ -200,6 +203,7 @@ class _Frame:
     weights_x: list[np.ndarray]
     accum: np.ndarray
     pending: int = 0
+    thumbnail: np.ndarray | None = None  # the frame as it came in, shrunk for a veil estimate
 
 
 class Engine:
@@ -209,16 +213,23 @@ class Engine:
         model: keras.Model. Maps float32 NHWC [0, 1] RGB to derained RGB of the same size.
         stride: int. The network's total stride; input sides must be multiples of it.
         settings: TileSettings. Tiling and batching. Defaults to TileSettings().
+        veil: keras.Model or None. The model file's veil estimate (`vidderain.nets.veil`), run
+            once per frame on the reassembled result to lift heavy rain's veil; None for none.
+            Defaults to None.
     """
 
-    def __init__(self, model: keras.Model, stride: int, settings: TileSettings = TileSettings()):
+    def __init__(self, model: keras.Model, stride: int, settings: TileSettings = TileSettings(),
+                 veil: keras.Model | None = None):
         check_settings(settings, stride)
         self.model = model
         self.stride = stride
         self.settings = settings
+        self.veil = veil
         # A temporal model takes a window of frames stacked on channels and returns one frame.
         self.in_channels = _channels(model, "inputs")
         self.out_channels = _channels(model, "outputs")
+        if veil is not None and self.in_channels != 3:
+            raise ValueError(f"A veil estimate reads single RGB frames. Received: a model of {self.in_channels} channels")
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Derain one float32 HxWxC frame in [0, 1] (C the model's input channels); returns float32 HxWx3."""
@@ -284,6 +295,9 @@ class Engine:
                 if len(state.origins_x) > 1:
                     result /= _coverage(state.origins_x, state.weights_x, state.accum.shape[1])[None, : state.width, None]
                 np.clip(result, 0.0, 1.0, out=result)  # float rounding in the blend can step past 1
+                if self.veil is not None:
+                    seen = thumbnails(state.thumbnail, result, thumbnail_size(self.veil))
+                    result = lift(result, estimate_veils(self.veil, [seen])[0])
                 yield state.key, result
 
         for key, frame in frames:
@@ -332,6 +346,7 @@ class Engine:
             weights_x=tile_weights(list(plan.origins_x), plan.tile_width, overlap),
             accum=np.zeros((plan.canvas_height, plan.canvas_width, self.out_channels), dtype=np.float32),
             pending=plan.count,
+            thumbnail=thumbnail(frame, thumbnail_size(self.veil)) if self.veil is not None else None,
         )
 
 

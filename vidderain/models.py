@@ -67,6 +67,9 @@ class LoadedModel:
         overlap: int. Tile overlap that hides seams for this network.
         metadata: dict. Everything stored in the file's `vidderain.json`.
         path: Path. Where it was loaded from.
+        veil: keras.Model or None. The file's whole-frame veil estimate (`vidderain.nets.veil`),
+            which the engine runs once per frame after `model` has derained its tiles; None if
+            the file has none.
     """
 
     model: "keras.Model"
@@ -74,6 +77,7 @@ class LoadedModel:
     overlap: int
     metadata: dict[str, Any]
     path: Path
+    veil: "keras.Model | None" = None
 
 
 def bundled_dir() -> Path:
@@ -175,12 +179,19 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
     except Exception as exc:  # Keras raises many types for a damaged archive.
         raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
+    from vidderain.nets.veil import split_veil  # imports keras, so here too
+
+    try:
+        model, veil = split_veil(model)
+    except ValueError as exc:
+        raise ModelError(f"{path}: cannot be loaded ({first_line(exc)})") from None
     channels = model.inputs[0].shape[-1]
     frames = int(checked.metadata.get("frames", 1))
     if channels != 3 * frames:
         wanted = "3 (RGB)" if frames == 1 else f"{3 * frames} ({frames} RGB frames, as its metadata says)"
         raise ModelError(f"{path}: the model takes {channels} input channels; vidderain needs {wanted}")
-    return LoadedModel(model=model, stride=checked.stride, overlap=checked.overlap, metadata=checked.metadata, path=path)
+    return LoadedModel(model=model, stride=checked.stride, overlap=checked.overlap, metadata=checked.metadata, path=path,
+                       veil=veil)
 
 
 def inspect_model(name_or_path: str | os.PathLike) -> ModelFile:

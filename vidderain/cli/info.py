@@ -122,6 +122,7 @@ def models(
               + (" (clips): scored on synthetic rainy clips, not on the image pairs."
                  if any(map(_is_temporal, found.values())) else ""), markup=False)
     for name, meta in found.items():
+        veil = "; with a whole-frame veil estimate (`vidderain train-veil`)" if "veil" in meta else ""
         out.print(f"{name}: {meta.get('description', meta.get('arch', '?'))}; trained on {training_data(meta)}"
-                  f"{_precisions(meta)}", markup=False)
+                  f"{_precisions(meta)}{veil}", markup=False)
     out.print(_which_to_use(found), markup=False)

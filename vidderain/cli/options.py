@@ -144,7 +144,8 @@ def load_engine(name: str, tile: int, overlap: Optional[int], batch: int, ensemb
     with quiet_native_stderr():
         network = at_precision(loaded.model, chosen)
     window = WindowSpec.from_metadata(loaded.metadata)
-    err.print(f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}) on {device} in {chosen.describe()}, "
+    veil = ", lifting heavy rain's veil" if loaded.veil is not None else ""
+    err.print(f"model {loaded.path.name} ({loaded.metadata.get('arch', '?')}{veil}) on {device} in {chosen.describe()}, "
               f"{describe(settings)}{describe_window(window)}", markup=False)
     identity = NetworkIdentity(file_sha256(checked.path), chosen.name)
-    return Engine(network, loaded.stride, settings), window, identity
+    return Engine(network, loaded.stride, settings, veil=loaded.veil), window, identity

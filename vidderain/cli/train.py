@@ -14,7 +14,7 @@ from vidderain.data.synth import RAIN_PRESETS
 from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
-from vidderain.models import ModelFile, inspect_model
+from vidderain.models import ModelFile, inspect_model, load_model
 from vidderain.precision import resolve_precision
 from vidderain.train.checkpoint import run_folder, saved_state
 
@@ -214,3 +214,62 @@ def _after_a_stop(trainer, is_chief: bool) -> str:
     if step is None:
         return "no checkpoint was saved yet; a new run starts from step 0"
     return f"checkpoint of step {step} in {trainer.run_dir}; continue with --resume"
+
+
+@command(name="train-veil", after_stop="nothing was written; run it again")
+def train_veil_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(metavar="DATA_DIR", help="Folder with a rainy and a clean folder, as for `vidderain train`.",
+                       show_default=False),
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="The trained single-frame model to add the veil "
+                                       "estimate to: a bundled name or a .keras file.")] = "default",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 4000,
+    val_split: Annotated[
+        float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of pairs held out for validation.")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the weights, the rain, the veils and the validation split.")] = 0,
+    precision: PrecisionOption = "auto",
+) -> None:
+    """Add a whole-frame veil estimate to a trained model: it lifts the grey veil heavy rain leaves.
+
+    The network stays as it is. It derains the training pairs and synthetic rain over
+    them, some of it veiled, and a small second network learns from thumbnails of each
+    frame before and after deraining how much grey haze heavy rain left over it; `folder`
+    and `video` then lift that off each derained frame. Both are scored on the validation
+    pairs, with and without the estimate, and saved together to --out.
+    """
+    if out_path.suffix != ".keras":
+        raise InputError(f"{out_path}: --out must end in .keras")
+    checked = inspect_model(model)
+    if int(checked.metadata.get("frames", 1)) != 1:
+        raise InputError(f"{checked.path.name}: a veil estimate goes with a single-frame model; this one reads "
+                         f"{checked.metadata['frames']} frames")
+    with quiet_native_stderr():
+        from vidderain.data.patches import describe_data, load_training_data
+        from vidderain.train.veil import VeilTraining, train_veil
+
+        base = load_model(checked.path)
+        resolved = resolve_precision(precision)
+    err.print(f"loading {data_dir} ...")
+    data = load_training_data(data_dir, val_split=val_split, seed=seed)
+    err.print(describe_data(data), markup=False)
+    _warn_if_validation_was_trained_on(checked, data.val_names)
+    settings = VeilTraining(steps=steps, seed=seed)
+    err.print(f"training a veil estimate for {checked.path.name} ({checked.metadata.get('arch', '?')}) on "
+              f"{describe_device()}, the network deraining in {resolved.describe()}", markup=False)
+    with progress("loss") as bars:
+        images = bars.add_task("deraining", total=settings.images(len(data.train)), loss="")
+        task = bars.add_task("training", total=steps, loss="")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bars.update(task, completed=step, loss=f"loss {loss:.4f}")
+
+        report = train_veil(base, data, out_path, settings, precision=resolved,
+                            on_image=lambda: bars.advance(images), on_step=on_step)
+    scores = (f"; validation {report.val_psnr:.2f} dB / {report.val_ssim:.4f} with it, {report.base_psnr:.2f} dB / "
+              f"{report.base_ssim:.4f} without, veil lifted on {report.lifted} of {len(data.val)} pairs"
+              if data.val else "")
+    out.print(f"trained the veil estimate in {report.seconds / 60:.1f} min{scores}; model: {out_path}")

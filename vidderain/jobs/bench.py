@@ -57,6 +57,7 @@ from vidderain.pixels import to_float, to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.data.synth import add_rain
 from vidderain.temporal import WindowSpec, WindowStacker
+from vidderain.veil import estimate_veils, lift, thumbnail_size, thumbnails
 
 # Figure name -> (bound, target): "max" figures pass at or below the target, "min" at or above.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -221,7 +222,8 @@ def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
 
     Frames are padded to the network's stride (it needs that) and cropped back. A temporal
     model gets each frame's window, stacked in the same loop with the `video` job's
-    preparation (`vidderain.jobs.windows`, alignment included).
+    preparation (`vidderain.jobs.windows`, alignment included); a model with a veil estimate
+    has each derained frame's veil lifted, as the engine does.
 
     Returns:
         Frames written.
@@ -233,7 +235,10 @@ def obvious_loop(loaded: LoadedModel, source: Path, destination: Path) -> int:
         for time, rgb in model_inputs(decoded, spec):
             height, width = rgb.shape[:2]
             padded = pad_frame(rgb, math.ceil(height / stride) * stride, math.ceil(width / stride) * stride)
-            derained = loaded.model.predict_on_batch(padded[None])[0, :height, :width]
+            derained = np.asarray(loaded.model.predict_on_batch(padded[None]))[0, :height, :width]
+            if loaded.veil is not None:
+                seen = thumbnails(rgb, derained, thumbnail_size(loaded.veil))
+                derained = lift(derained, estimate_veils(loaded.veil, [seen])[0])
             writer.write(to_integer(derained), time)
         return writer.frames_written
 
@@ -305,9 +310,9 @@ def run_bench(
     width, height, count = settings.width, settings.height, settings.frames
     megapixels = width * height * count / 1e6
     network = at_precision(loaded.model, settings.precision)
-    engine = Engine(network, loaded.stride, settings.tiles)
-    whole = Engine(network, loaded.stride, TileSettings(tile=0, overlap=settings.tiles.overlap, batch=1))
-    float32_engine = Engine(loaded.model, loaded.stride, settings.tiles)
+    engine = Engine(network, loaded.stride, settings.tiles, veil=loaded.veil)
+    whole = Engine(network, loaded.stride, TileSettings(tile=0, overlap=settings.tiles.overlap, batch=1), veil=loaded.veil)
+    float32_engine = Engine(loaded.model, loaded.stride, settings.tiles, veil=loaded.veil)
     spec = WindowSpec.from_metadata(loaded.metadata)
     check_window(engine, spec)
 

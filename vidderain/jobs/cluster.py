@@ -89,7 +89,7 @@ class FileWorker:
             path = Path(folder) / Path(model_name).with_suffix(".keras").name
             path.write_bytes(model_bytes)
             loaded = load_model(path)
-        self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings)
+        self.engine = Engine(at_precision(loaded.model, precision), loaded.stride, settings, veil=loaded.veil)
         self.window = WindowSpec.from_metadata(loaded.metadata)  # a temporal model's window of frames
         # The same identity a local run records, so a video one stopped, another resumes.
         self.network = NetworkIdentity(hashlib.sha256(model_bytes).hexdigest(), precision.name)

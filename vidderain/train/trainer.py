@@ -205,13 +205,17 @@ def build_model(settings: TrainSettings, precision: Precision = FLOAT32,
     return model
 
 
-def evaluate(model: keras.Model, stride: int, pairs: Sequence[Pair]) -> tuple[float, float, list[np.ndarray]]:
+def evaluate(model: keras.Model, stride: int, pairs: Sequence[Pair],
+             veil: keras.Model | None = None) -> tuple[float, float, list[np.ndarray]]:
     """Mean PSNR/SSIM of `model` on whole validation pairs, run through the inference engine.
+
+    Args:
+        veil: keras.Model or None. A veil estimate the engine runs before `model` (`vidderain.nets.veil`).
 
     Returns:
         (psnr, ssim, outputs): the means over the pairs and the derained frames.
     """
-    engine = Engine(model, stride, TileSettings(tile=0, batch=1))
+    engine = Engine(model, stride, TileSettings(tile=0, batch=1), veil=veil)
     outputs = [out for _, out in engine.run((i, rainy) for i, (rainy, _) in enumerate(pairs))]
     scores_p = [psnr(out, clean) for out, (_, clean) in zip(outputs, pairs)]
     scores_s = [ssim(out, clean) for out, (_, clean) in zip(outputs, pairs)]

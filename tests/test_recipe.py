@@ -45,6 +45,32 @@ def test_flip_and_rot90_augmentation_turns_crops():
     assert turned > 10
 
 
+def test_highlights_are_drawn_alike_into_both_sides_of_some_crops():
+    rng = np.random.default_rng(0)
+    # Flat images, so a mirror changes nothing and what the augmentation adds shows alone.
+    rainy, clean = np.full((96, 96, 3), 0.3, np.float32), np.full((96, 96, 3), 0.2, np.float32)
+    lit = 0
+    for _ in range(100):
+        out_rainy, out_clean = augment([rainy, clean], rng, "flip+highlights")
+        layer = (out_clean - clean) / (1 - clean)  # screen blend: clean + layer - clean * layer
+        assert (layer >= -1e-6).all() and (layer <= 1 + 1e-6).all()
+        np.testing.assert_allclose(out_rainy, rainy + layer - rainy * layer, atol=1e-6)  # the same curves
+        lit += bool((layer > 0.1).any())
+    # HIGHLIGHT_SHARE (0.35) of the crops get curves; some fall outside a 96 px crop (32 % of
+    # 2,000 crops show one).
+    assert 20 < lit < 45
+
+
+def test_flip_only_draws_what_it_did_before_highlights_existed():
+    # A run begun before "flip+highlights" existed must see the same batches when resumed.
+    rng, again = np.random.default_rng(5), np.random.default_rng(5)
+    image = marked_pair()[1]
+    for _ in range(10):
+        (out,) = augment([image], rng, "flip")
+        expected = image[:, ::-1] if bool(again.integers(2)) else image
+        assert np.array_equal(out, expected)
+
+
 def test_batches_keep_the_direction_of_rain_with_flip_only():
     rainy, clean = marked_pair(48, 48)
     batches = PatchBatches([(rainy, clean)], batch=8, patch=16, steps=4, augment="flip")

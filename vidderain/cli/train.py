@@ -76,8 +76,10 @@ def train(
                            "different --steps continues the learning-rate decay from where it is.")
     ] = False,
     augment: Annotated[
-        str, typer.Option("--augment", help="flip (left-right mirrors) or flip+rot90 (also quarter turns, "
-                          "which lay near-vertical rain across: measured worse on Rain100L).")
+        str, typer.Option("--augment", help="flip (left-right mirrors), flip+rot90 (also quarter turns, "
+                          "which lay near-vertical rain across: measured worse on Rain100L) or flip+highlights "
+                          "(also thin bright curves drawn alike into both sides of a third of the crops, so that "
+                          "bright lines that are not rain are kept).")
     ] = "flip",
     rain_mix: Annotated[
         float, typer.Option("--rain-mix", min=0.0, max=1.0, help="Share of paired crops whose rainy side is drawn "

@@ -39,7 +39,8 @@ def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, 
     return train, val
 
 
-AUGMENTATIONS = ("flip", "flip+rot90")
+AUGMENTATIONS = ("flip", "flip+rot90", "flip+highlights")
+HIGHLIGHT_SHARE = 0.35  # the share of crops that get highlights with "flip+highlights"
 
 
 def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = "flip") -> list[np.ndarray]:
@@ -52,11 +53,17 @@ def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = 
             direction of fall (Rain100L's streaks are near vertical, and a quarter turn
             lays them across the image: about 3 dB worse at equal steps, models/README.md).
             "flip+rot90": a random quarter turn too, the recipe of runs that began before
-            `--augment` existed. Defaults to "flip".
+            `--augment` existed. "flip+highlights": mirrors, and in HIGHLIGHT_SHARE of the
+            crops one to three thin bright curves (`highlights`) drawn into every image alike,
+            so that the network sees bright lines that are not rain kept. Defaults to "flip".
     """
-    if mode == "flip":
+    if mode in ("flip", "flip+highlights"):
         flip = bool(rng.integers(2))
-        return [image[:, ::-1] if flip else image for image in images]
+        images = [image[:, ::-1] if flip else image for image in images]
+        if mode == "flip+highlights" and rng.random() < HIGHLIGHT_SHARE:
+            layer = highlights(images[0].shape[:2], rng)[..., None]
+            images = [image + layer - image * layer for image in images]  # screen blend, as light adds
+        return images
     if mode != "flip+rot90":
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}. Received: augment={mode!r}")
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
@@ -65,6 +72,27 @@ def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = 
         image = np.rot90(image, k)
         out.append(image[:, ::-1] if flip else image)
     return out
+
+
+def highlights(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """One to three thin bright curves over an HxW crop, float32 in [0, 1]: rims, wires, reflections.
+
+    Each is an arc of an ellipse (semi-axes 8-120 and 4-60 px, 30-200 degrees of it, any
+    tilt, 1-2 px wide, peak 0.5-1.0), anti-aliased and softened a little (Gaussian sigma
+    0.3-0.8 px). A rain streak is straight and its neighbours fall the same way; a curve
+    is content, which the bundled `default` darkened on `coffee`'s saucer rim
+    (models/README.md).
+    """
+    height, width = shape
+    layer = np.zeros((height, width), np.float32)
+    sub = 16  # cv2's fixed-point drawing: 4 fractional bits
+    for _ in range(int(rng.integers(1, 4))):
+        centre = (int(rng.uniform(0, width) * sub), int(rng.uniform(0, height) * sub))
+        axes = (int(rng.uniform(8, 120) * sub), int(rng.uniform(4, 60) * sub))
+        tilt, start, span = float(rng.uniform(0, 180)), float(rng.uniform(0, 360)), float(rng.uniform(30, 200))
+        cv2.ellipse(layer, centre, axes, tilt, start, start + span, float(rng.uniform(0.5, 1.0)),
+                    int(rng.integers(1, 3)), cv2.LINE_AA, 4)
+    return np.clip(cv2.GaussianBlur(layer, (0, 0), float(rng.uniform(0.3, 0.8))), 0.0, 1.0)
 
 
 class PatchBatches(keras.utils.PyDataset):

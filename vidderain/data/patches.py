@@ -80,8 +80,8 @@ def highlights(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     Each is an arc of an ellipse (semi-axes 8-120 and 4-60 px, 30-200 degrees of it, any
     tilt, 1-2 px wide, peak 0.5-1.0), anti-aliased and softened a little (Gaussian sigma
     0.3-0.8 px). A rain streak is straight and its neighbours fall the same way; a curve
-    is content, which the bundled `default` darkened on `coffee`'s saucer rim
-    (models/README.md).
+    is content, which `default` darkened on `coffee`'s saucer rim before a leg with these
+    (models/README.md, "The highlights leg").
     """
     height, width = shape
     layer = np.zeros((height, width), np.float32)

@@ -96,6 +96,8 @@ def test_a_veil_estimate_needs_a_single_frame_network():
 
 
 def test_a_model_file_carries_its_veil_estimate(trained_model, tmp_path, make_natural_image, make_rainy):
+    import keras
+
     from vidderain.engine import Engine, TileSettings
     from vidderain.models import load_model, save_model
     from vidderain.nets.veil import attach_veil
@@ -109,15 +111,13 @@ def test_a_model_file_carries_its_veil_estimate(trained_model, tmp_path, make_na
     frame = np.clip(0.15 + 0.85 * make_rainy(make_natural_image(64, 96, seed=5)), 0, 1)
     engine = Engine(loaded.model, loaded.stride, TileSettings(tile=0), veil=loaded.veil)
     # The file's model holds both networks: derain the frame with it, then estimate from the thumbnails.
-    import keras
-
     both = keras.saving.load_model(path, compile=False, safe_mode=True)
     derained = np.asarray(both.predict_on_batch([frame[None], np.zeros((1, 32, 32, 6), np.float32)])[0])[0]
     seen = thumbnails(frame, derained, 32)
     offset, light = np.asarray(both.predict_on_batch([frame[None], seen[None]])[1])[0]
     assert offset == pytest.approx(0.2 * 0.85, abs=1e-4)
     np.testing.assert_allclose(engine.process(frame), lift(derained, Veil(float(offset), float(light))), atol=1e-4)
-    assert load_model(path).metadata["veil"] == {"thumbnail": 32}
+    assert loaded.metadata["veil"] == {"thumbnail": 32}
 
 
 def test_veil_thumbnails_are_veiled_only_in_heavy_rain(make_natural_image):

@@ -4,9 +4,9 @@ The network stays as it is. It derains the training pairs and synthetic rain ove
 their clean sides, some veiled (`vidderain.data.veil`), and the estimate
 (`vidderain.nets.veil`) learns from thumbnails before and after deraining the veil
 drawn over each: its offset and haze strength, both 0 where there is none (mean
-absolute error). Then both run
-over the validation pairs through the engine, with and without the estimate, so
-the model file says what the veil costs where there is none to lift.
+absolute error). Then the network runs over the validation pairs through the engine,
+with and without the estimate, so the model file says what the estimate costs where
+there is no veil to lift.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from vidderain.models import LoadedModel, save_model
 from vidderain.nets.veil import attach_veil, build_veil
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.train.trainer import evaluate
-from vidderain.veil import NEGLIGIBLE, estimate_veils
-from vidderain.veil import thumbnails as thumbnails_of
+from vidderain.veil import NEGLIGIBLE, estimate_veils, thumbnails
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,8 @@ def train_veil(base: LoadedModel, data: TrainingData, out: Path, settings: VeilT
     started = time.monotonic()
     rng = np.random.default_rng(settings.seed)
     engine = Engine(network, base.stride, TileSettings(tile=0, batch=1))
-    thumbnails = make_thumbnails(data.train, engine.process, rng, settings.thumbnails, on_image=on_image)
-    batches = VeilBatches(thumbnails, settings.batch, settings.steps, settings.seed, settings.thumbnails.own)
+    pool = make_thumbnails(data.train, engine.process, rng, settings.thumbnails, on_image=on_image)
+    batches = VeilBatches(pool, settings.batch, settings.steps, settings.seed, settings.thumbnails.own)
 
     keras.utils.set_random_seed(settings.seed)
     unbounded = build_veil(settings.thumbnails.size, bound=False)  # the clip and cap pass no gradient (build_veil)
@@ -119,7 +118,7 @@ def train_veil(base: LoadedModel, data: TrainingData, out: Path, settings: VeilT
 
     base_psnr, base_ssim, derained = evaluate(network, base.stride, data.val)
     val_psnr, val_ssim, _ = evaluate(network, base.stride, data.val, veil=veil)
-    seen = [thumbnails_of(rainy, out, settings.thumbnails.size) for (rainy, _), out in zip(data.val, derained)]
+    seen = [thumbnails(rainy, out, settings.thumbnails.size) for (rainy, _), out in zip(data.val, derained)]
     lifted = sum(v.offset >= NEGLIGIBLE for v in estimate_veils(veil, seen)) if seen else 0
     report = VeilReport(val_psnr, val_ssim, base_psnr, base_ssim, int(lifted), round(seconds, 1))
     save_model(attach_veil(base.model, veil), out, _metadata(base, data, settings, report, precision))
@@ -134,8 +133,7 @@ def _metadata(base: LoadedModel, data: TrainingData, settings: VeilTraining, rep
         "data": data.name,
         "train_pairs": len(data.train),
         "val_pairs": len(data.val),
-        "training": {**{k: v for k, v in asdict(settings).items() if k != "thumbnails"},
-                     "thumbnails": asdict(settings.thumbnails)},
+        "training": asdict(settings),  # the thumbnails' settings nested in it
         **asdict(report),
         "precision": precision.name,  # what the network derained the training images at
         "versions": {"vidderain": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},

@@ -214,3 +214,49 @@ def test_train_veil_refuses_a_temporal_model_in_one_line(temporal_model_path, tm
     assert result.exit_code != 0
     assert "single-frame" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_a_bounded_copy_keeps_each_layer_s_weights_where_they_were():
+    # The haze and light heads are both 32 -> 1 layers, listed in the other order by a bounded and an
+    # unbounded build: a copy in list order would swap them silently.
+    from vidderain.nets.veil import build_veil, copy_veil_weights
+
+    unbounded = build_veil(32, bound=False)
+    unbounded.get_layer("veil_haze_raw").set_weights([np.full((32, 1), 0.01, np.float32), np.full((1,), 0.1, np.float32)])
+    unbounded.get_layer("veil_light_logit").set_weights([np.zeros((32, 1), np.float32), np.full((1,), -2.0, np.float32)])
+    bounded = build_veil(32)
+    copy_veil_weights(unbounded, bounded)
+    for layer in unbounded.layers:
+        for got, want in zip(bounded.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(got, want)
+    thumbs = np.full((1, 32, 32, 6), 0.5, np.float32)  # darkest 0.5: the cap does not bind
+    np.testing.assert_allclose(bounded.predict(thumbs, verbose=0), unbounded.predict(thumbs, verbose=0), atol=1e-6)
+
+
+def test_train_veil_with_no_steps_carries_the_start_s_estimate_over(trained_model_path, tmp_path, make_natural_image,
+                                                                    make_rainy):
+    from vidderain.cli import app
+    from vidderain.models import load_model, read_metadata, save_model
+    from vidderain.nets.veil import attach_veil
+
+    base = load_model(trained_model_path)
+    source = tmp_path / "with-veil.keras"
+    save_model(attach_veil(base.model, _fixed_veil(0.2, 0.8)), source, dict(base.metadata))
+    data = _write_pairs(tmp_path / "pairs", make_natural_image, make_rainy, count=4)
+    out = tmp_path / "carried.keras"
+    result = runner.invoke(app, ["train-veil", str(data), "--model", str(trained_model_path), "--start", str(source),
+                                 "--steps", "0", "--out", str(out), "--val-split", "0.5"])
+    assert result.exit_code == 0, result.output
+    carried, start = load_model(out).veil, load_model(source).veil
+    for layer in start.layers:
+        for got, want in zip(carried.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(got, want)
+    assert read_metadata(out)["veil"]["start"]["file"] == "with-veil.keras"
+
+    result = runner.invoke(app, ["train-veil", str(data), "--model", str(trained_model_path), "--steps", "0",
+                                 "--out", str(tmp_path / "x.keras")])
+    assert result.exit_code != 0 and "--start" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["train-veil", str(data), "--model", str(trained_model_path), "--start",
+                                 str(trained_model_path), "--out", str(tmp_path / "x.keras")])
+    assert result.exit_code != 0 and "with a veil estimate" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.keras").exists()

@@ -69,6 +69,19 @@ def build_veil(size: int = THUMBNAIL, name: str = "veil", bound: bool = True) ->
     return keras.Model(thumbnails, layers.Concatenate(name=f"{name}_estimate")([offset, light]), name=name)
 
 
+def copy_veil_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy a veil estimate's weights into another build of it, layer by layer, by name.
+
+    Never by `get_weights()` order: the clip on the haze branch changes the graph's order, so
+    a bounded and an unbounded build list the haze and light layers (both 32 -> 1) the other
+    way round, and a copy in list order swaps them without an error. The bundled estimates
+    before 2026-12-07's fix were saved that way (models/README.md, "The veil estimate").
+    """
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
 def attach_veil(derain: keras.Model, veil: keras.Model) -> keras.Model:
     """The two networks in one model, for one file: (frame, thumbnails) -> (derained frame, veil estimate).
 

@@ -24,8 +24,8 @@ from vidderain import __version__
 from vidderain.data.patches import TrainingData
 from vidderain.data.veil import VeilBatches, VeilSettings, make_thumbnails
 from vidderain.engine import Engine, TileSettings
-from vidderain.models import LoadedModel, save_model
-from vidderain.nets.veil import attach_veil, build_veil
+from vidderain.models import LoadedModel, file_sha256, save_model
+from vidderain.nets.veil import attach_veil, build_veil, copy_veil_weights
 from vidderain.precision import FLOAT32, Precision, at_precision
 from vidderain.train.trainer import evaluate
 from vidderain.veil import NEGLIGIBLE, estimate_veils, thumbnails
@@ -74,7 +74,8 @@ class VeilReport:
 
 
 def train_veil(base: LoadedModel, data: TrainingData, out: Path, settings: VeilTraining = VeilTraining(),
-               precision: Precision = FLOAT32, on_image=None, on_step=None) -> VeilReport:
+               precision: Precision = FLOAT32, on_image=None, on_step=None, start: LoadedModel | None = None
+               ) -> VeilReport:
     """Train a veil estimate for `base`'s network on `data`'s training pairs; save both to `out`.
 
     Args:
@@ -87,41 +88,52 @@ def train_veil(base: LoadedModel, data: TrainingData, out: Path, settings: VeilT
             Defaults to float32.
         on_image: callable() or None. Called after each training image is derained. Defaults to None.
         on_step: callable(step, steps, loss) or None. Called after each step. Defaults to None.
+        start: LoadedModel or None. A file whose veil estimate training starts from instead
+            of random weights (one trained for a network close to `base`'s, such as one of
+            the networks `base` averages); with `settings.steps` 0 it is carried over as it
+            is and only scored. Defaults to None.
     """
     if int(base.metadata.get("frames", 1)) != 1:
         raise ValueError(f"A veil estimate goes with a single-frame network. Received: {base.path.name}, "
                          f"a window of {base.metadata['frames']} frames")
+    if start is not None and start.veil is None:
+        raise ValueError(f"{start.path.name} carries no veil estimate to start from")
     network = at_precision(base.model, precision)
     started = time.monotonic()
-    rng = np.random.default_rng(settings.seed)
-    engine = Engine(network, base.stride, TileSettings(tile=0, batch=1))
-    pool = make_thumbnails(data.train, engine.process, rng, settings.thumbnails, on_image=on_image)
-    batches = VeilBatches(pool, settings.batch, settings.steps, settings.seed, settings.thumbnails.own)
-
     keras.utils.set_random_seed(settings.seed)
     unbounded = build_veil(settings.thumbnails.size, bound=False)  # the clip and cap pass no gradient (build_veil)
-    thumbnail = keras.Input((settings.thumbnails.size, settings.thumbnails.size, 6))
-    estimate = unbounded(thumbnail)
-    # Scored on the veil itself, (offset, haze) against the drawn one: the lift divides by 1 - haze,
-    # which an unclipped estimate can take to 0.
-    haze = estimate[:, 0:1] / estimate[:, 1:2]
-    estimator = keras.Model(thumbnail, keras.layers.Concatenate()([estimate[:, 0:1], haze]))
-    schedule = keras.optimizers.schedules.CosineDecay(settings.lr, settings.steps)
-    estimator.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error")
-    for step in range(settings.steps):
-        loss = estimator.train_on_batch(*batches[step])
-        if on_step is not None:
-            on_step(step + 1, settings.steps, float(loss))
+    if start is not None:
+        copy_veil_weights(start.veil, unbounded)
+    if settings.steps:
+        rng = np.random.default_rng(settings.seed)
+        engine = Engine(network, base.stride, TileSettings(tile=0, batch=1))
+        pool = make_thumbnails(data.train, engine.process, rng, settings.thumbnails, on_image=on_image)
+        batches = VeilBatches(pool, settings.batch, settings.steps, settings.seed, settings.thumbnails.own)
+        thumbnail = keras.Input((settings.thumbnails.size, settings.thumbnails.size, 6))
+        estimate = unbounded(thumbnail)
+        # Scored on the veil itself, (offset, haze) against the drawn one: the lift divides by 1 - haze,
+        # which an unclipped estimate can take to 0.
+        haze = estimate[:, 0:1] / estimate[:, 1:2]
+        estimator = keras.Model(thumbnail, keras.layers.Concatenate()([estimate[:, 0:1], haze]))
+        schedule = keras.optimizers.schedules.CosineDecay(settings.lr, settings.steps)
+        estimator.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error")
+        for step in range(settings.steps):
+            loss = estimator.train_on_batch(*batches[step])
+            if on_step is not None:
+                on_step(step + 1, settings.steps, float(loss))
     seconds = time.monotonic() - started
     veil = build_veil(settings.thumbnails.size)
-    veil.set_weights(unbounded.get_weights())
+    copy_veil_weights(unbounded, veil)
 
     base_psnr, base_ssim, derained = evaluate(network, base.stride, data.val)
     val_psnr, val_ssim, _ = evaluate(network, base.stride, data.val, veil=veil)
     seen = [thumbnails(rainy, out, settings.thumbnails.size) for (rainy, _), out in zip(data.val, derained)]
     lifted = sum(v.offset >= NEGLIGIBLE for v in estimate_veils(veil, seen)) if seen else 0
     report = VeilReport(val_psnr, val_ssim, base_psnr, base_ssim, int(lifted), round(seconds, 1))
-    save_model(attach_veil(base.model, veil), out, _metadata(base, data, settings, report, precision))
+    metadata = _metadata(base, data, settings, report, precision)
+    if start is not None:
+        metadata["veil"]["start"] = {"file": start.path.name, "sha256": file_sha256(start.path)}
+    save_model(attach_veil(base.model, veil), out, metadata)
     return report
 
 

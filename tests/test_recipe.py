@@ -71,6 +71,29 @@ def test_flip_only_draws_what_it_did_before_highlights_existed():
         assert np.array_equal(out, expected)
 
 
+def test_dark_dims_the_scene_of_some_crops_and_keeps_their_rain_as_bright():
+    # A flat scene at 0.6 with one streak adding 0.3 down the middle column.
+    clean = np.full((48, 48, 3), 0.6, np.float32)
+    rainy = clean.copy()
+    rainy[:, 24] += 0.3
+    batches = PatchBatches([(rainy, clean)], batch=16, patch=16, steps=20, augment="flip+highlights+dark", seed=1)
+    dimmed = streaked = 0
+    for i in range(len(batches)):
+        for r, c in zip(*batches[i]):
+            rain = r - c
+            assert rain.min() > -1e-6  # nothing darker than its scene
+            level = float(np.median(c))
+            if level > 0.59:  # not dimmed (highlights only brighten)
+                continue
+            dimmed += 1
+            assert 0.6 * 0.03 - 1e-6 <= level <= 0.6 * 0.35 + 1e-6  # DARK_GAIN
+            if rain.max() > 0.01:
+                streaked += 1
+                assert rain.max() > 0.2  # the streak kept its brightness, not dimmed with the scene
+    # DARK_SHARE (0.3) of 320 crops; about half of the crops hold the streak's column.
+    assert 70 < dimmed < 125 and streaked > 20
+
+
 def test_batches_keep_the_direction_of_rain_with_flip_only():
     rainy, clean = marked_pair(48, 48)
     batches = PatchBatches([(rainy, clean)], batch=8, patch=16, steps=4, augment="flip")

@@ -77,9 +77,11 @@ def train(
     ] = False,
     augment: Annotated[
         str, typer.Option("--augment", help="flip (left-right mirrors), flip+rot90 (also quarter turns, "
-                          "which lay near-vertical rain across: measured worse on Rain100L) or flip+highlights "
+                          "which lay near-vertical rain across: measured worse on Rain100L), flip+highlights "
                           "(also thin bright curves drawn alike into both sides of a third of the crops, so that "
-                          "bright lines that are not rain are kept).")
+                          "bright lines that are not rain are kept) or flip+highlights+dark (also the scene of "
+                          "30 % of the crops dimmed under rain as bright as before, so that rain over dark "
+                          "areas is taken off).")
     ] = "flip",
     rain_mix: Annotated[
         float, typer.Option("--rain-mix", min=0.0, max=1.0, help="Share of paired crops whose rainy side is drawn "
@@ -228,7 +230,13 @@ def train_veil_command(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="The trained single-frame model to add the veil "
                                        "estimate to: a bundled name or a .keras file.")] = "default",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 4000,
+    steps: Annotated[int, typer.Option("--steps", min=0, help="Optimizer steps; 0 with --start carries its estimate "
+                                       "over as it is and only scores it.")] = 4000,
+    start: Annotated[
+        Optional[str], typer.Option("--start", help="A model file whose veil estimate training starts from, "
+                                    "instead of random weights: one trained for a network close to this one (such "
+                                    "as one of those `average` took the mean of).", show_default=False)
+    ] = None,
     val_split: Annotated[
         float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of pairs held out for validation.")
     ] = 0.1,
@@ -241,7 +249,8 @@ def train_veil_command(
     them, some of it veiled, and a small second network learns from thumbnails of each
     frame before and after deraining how much grey haze heavy rain left over it; `folder`
     and `video` then lift that off each derained frame. Both are scored on the validation
-    pairs, with and without the estimate, and saved together to --out.
+    pairs, with and without the estimate, and saved together to --out. --start begins from
+    another file's estimate; with --steps 0 that estimate is carried over as it is.
     """
     if out_path.suffix != ".keras":
         raise InputError(f"{out_path}: --out must end in .keras")
@@ -249,11 +258,16 @@ def train_veil_command(
     if int(checked.metadata.get("frames", 1)) != 1:
         raise InputError(f"{checked.path.name}: a veil estimate goes with a single-frame model; this one reads "
                          f"{checked.metadata['frames']} frames")
+    if steps == 0 and start is None:
+        raise InputError("--steps 0 trains nothing; it carries over the estimate of --start, which is missing")
     with quiet_native_stderr():
         from vidderain.data.patches import describe_data, load_training_data
         from vidderain.train.veil import VeilTraining, train_veil
 
         base = load_model(checked.path)
+        begin = load_model(inspect_model(start).path) if start is not None else None
+        if begin is not None and begin.veil is None:
+            raise InputError(f"{begin.path.name}: --start needs a model file with a veil estimate; this one has none")
         resolved = resolve_precision(precision)
     err.print(f"loading {data_dir} ...")
     data = load_training_data(data_dir, val_split=val_split, seed=seed)
@@ -263,15 +277,48 @@ def train_veil_command(
     err.print(f"training a veil estimate for {checked.path.name} ({checked.metadata.get('arch', '?')}) on "
               f"{describe_device()}, the network deraining in {resolved.describe()}", markup=False)
     with progress("loss") as bars:
-        images = bars.add_task("deraining", total=settings.images(len(data.train)), loss="")
+        images = bars.add_task("deraining", total=settings.images(len(data.train)) if steps else 0, loss="")
         task = bars.add_task("training", total=steps, loss="")
 
         def on_step(step: int, total: int, loss: float) -> None:
             bars.update(task, completed=step, loss=f"loss {loss:.4f}")
 
         report = train_veil(base, data, out_path, settings, precision=resolved,
-                            on_image=lambda: bars.advance(images), on_step=on_step)
+                            on_image=lambda: bars.advance(images), on_step=on_step, start=begin)
     scores = (f"; validation {report.val_psnr:.2f} dB / {report.val_ssim:.4f} with it, {report.base_psnr:.2f} dB / "
               f"{report.base_ssim:.4f} without, veil lifted on {report.lifted} of {len(data.val)} pairs"
               if data.val else "")
     out.print(f"trained the veil estimate in {report.seconds / 60:.1f} min{scores}; model: {out_path}")
+
+
+@command(name="average", after_stop="nothing was written; run it again")
+def average_command(
+    models: Annotated[
+        list[str],
+        typer.Argument(metavar="MODEL...", help="Two or more .keras files of one network (bundled names work too), "
+                       "fine-tuned from one start.", show_default=False),
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],
+) -> None:
+    """Average the weights of networks fine-tuned from one start (a model soup).
+
+    Two legs trained from the same weights often average into a network that keeps
+    something of each. Score the mean on your validation pairs (`folder` + `eval`) before
+    using it; a veil estimate is added to it afterwards with `train-veil`.
+    """
+    if out_path.suffix != ".keras":
+        raise InputError(f"{out_path}: --out must end in .keras")
+    if len(models) < 2:
+        raise InputError(f"average needs two or more models. Received: {len(models)}")
+    checked = [inspect_model(model) for model in models]
+    with quiet_native_stderr():
+        from vidderain.models import save_model
+        from vidderain.train.average import average_models
+
+        loaded = [load_model(file.path) for file in checked]
+        try:
+            network, metadata = average_models(loaded)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        save_model(network, out_path, metadata)
+    out.print(f"averaged {len(loaded)} models of {metadata.get('arch', '?')}: {out_path}", markup=False)

@@ -39,8 +39,10 @@ def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, 
     return train, val
 
 
-AUGMENTATIONS = ("flip", "flip+rot90", "flip+highlights")
+AUGMENTATIONS = ("flip", "flip+rot90", "flip+highlights", "flip+highlights+dark")
 HIGHLIGHT_SHARE = 0.35  # the share of crops that get highlights with "flip+highlights"
+DARK_SHARE = 0.3  # the share of crops whose scene is dimmed under its rain with "flip+highlights+dark"
+DARK_GAIN = (0.03, 0.35)  # the range the dimmed scene's gain is drawn from
 
 
 def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = "flip") -> list[np.ndarray]:
@@ -55,12 +57,14 @@ def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = 
             "flip+rot90": a random quarter turn too, the recipe of runs that began before
             `--augment` existed. "flip+highlights": mirrors, and in HIGHLIGHT_SHARE of the
             crops one to three thin bright curves (`highlights`) drawn into every image alike,
-            so that the network sees bright lines that are not rain kept. Defaults to "flip".
+            so that the network sees bright lines that are not rain kept. "flip+highlights+dark":
+            the same here; `PatchBatches` then dims some crops' scenes under their rain (`darken`).
+            Defaults to "flip".
     """
-    if mode in ("flip", "flip+highlights"):
+    if mode in ("flip", "flip+highlights", "flip+highlights+dark"):
         flip = bool(rng.integers(2))
         images = [image[:, ::-1] if flip else image for image in images]
-        if mode == "flip+highlights" and rng.random() < HIGHLIGHT_SHARE:
+        if mode != "flip" and rng.random() < HIGHLIGHT_SHARE:
             layer = highlights(images[0].shape[:2], rng)[..., None]
             images = [image + layer - image * layer for image in images]  # screen blend, as light adds
         return images
@@ -93,6 +97,19 @@ def highlights(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cv2.ellipse(layer, centre, axes, tilt, start, start + span, float(rng.uniform(0.5, 1.0)),
                     int(rng.integers(1, 3)), cv2.LINE_AA, 4)
     return np.clip(cv2.GaussianBlur(layer, (0, 0), float(rng.uniform(0.3, 0.8))), 0.0, 1.0)
+
+
+def darken(rainy: np.ndarray, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The scene dimmed to a gain drawn from DARK_GAIN, its rain left as bright: (rainy, clean).
+
+    The rain is what the pair's rainy side adds to its clean side, laid back over the
+    dimmed scene, so a pair of light rain over a daylight photograph becomes the same rain
+    over a dark one: a black helmet, a night sky, a shadow, where streaks stand out most
+    and `default` left faint ones (models/README.md, "The dark leg").
+    """
+    gain = np.float32(rng.uniform(*DARK_GAIN))
+    dim = clean * gain
+    return np.clip(dim + (rainy - clean), 0.0, 1.0), dim
 
 
 class PatchBatches(keras.utils.PyDataset):
@@ -170,6 +187,8 @@ class PatchBatches(keras.utils.PyDataset):
             x = int(rng.integers(rainy.shape[1] - self.patch + 1))
             crop = (slice(y, y + self.patch), slice(x, x + self.patch))
             rainy_crop, clean_crop = augment([rainy[crop], clean[crop]], rng, self.augment)
+            if self.augment == "flip+highlights+dark" and rng.random() < DARK_SHARE:
+                rainy_crop, clean_crop = darken(rainy_crop, clean_crop, rng)
             if self._synthesized(item, rng):
                 rainy_crop = self.synthesize(np.ascontiguousarray(clean_crop), rng)
             rainy_batch[b], clean_batch[b] = rainy_crop, clean_crop

@@ -398,6 +398,13 @@ def stop_in_engine_after(frames: int, run_number: int, exc: BaseException):
     return Engine, "run", run
 
 
+def _inside_c(stop: KeyboardInterrupt) -> SystemError:
+    """What a signal becomes when it arrives while numpy calls back into Python: a SystemError caused by it."""
+    error = SystemError("<built-in method __array__ of numpy.ndarray object> returned a result with an exception set")
+    error.__cause__ = stop
+    return error
+
+
 def _points():
     import keras
 
@@ -417,6 +424,7 @@ def _points():
                                   raise_on_call(1, KeyboardInterrupt(), writer.VideoWriter._send)),
         "network, mid-video": lambda: stop_in_engine_after(5, 2, KeyboardInterrupt()),
         "mid-video, SIGTERM": lambda: stop_in_engine_after(5, 2, Terminated(signal.SIGTERM)),
+        "mid-video, SIGTERM inside numpy": lambda: stop_in_engine_after(5, 2, _inside_c(Terminated(signal.SIGTERM))),
         "video finalising": lambda: (ffmpeg.FfmpegProcess, "wait", raise_on_call(
             1, Terminated(signal.SIGTERM), ffmpeg.FfmpegProcess.wait, only=lambda self: self.stdin is not None)),
         "segment rename": lambda: (files.os, "replace", raise_on_call(
@@ -434,7 +442,7 @@ def _points():
 
 POINTS = [
     "model load", "network, second photo", "queueing a photo's write", "video probe", "encoder start",
-    "network, mid-video", "mid-video, SIGTERM", "video finalising", "segment rename", "segment recorded",
+    "network, mid-video", "mid-video, SIGTERM", "mid-video, SIGTERM inside numpy", "video finalising", "segment rename", "segment recorded",
     "joining segments", "video rename",
 ]
 

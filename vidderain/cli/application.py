@@ -116,6 +116,11 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
                 err.print(f"interrupted ({signal_name(exc)})" + (f"; {after_stop}" if after_stop else ""), markup=False)
                 raise typer.Exit(exit_code(exc)) from None
             except Exception as exc:
+                stop = interrupt_behind(exc)
+                if stop is not None:
+                    err.print(f"interrupted ({signal_name(stop)})" + (f"; {after_stop}" if after_stop else ""),
+                              markup=False)
+                    raise typer.Exit(exit_code(stop)) from None
                 if _state["debug"]:
                     err.print_exception()
                 if isinstance(exc, VidderainError):
@@ -130,6 +135,22 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
         return app.command(name, cls=_Command)(run)
 
     return register
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C, SIGTERM or SIGHUP an exception stands for, if one caused it; else None.
+
+    A signal that arrives while C code calls back into Python (numpy asking an array for
+    `__array__`) surfaces as a SystemError caused by the KeyboardInterrupt the handler
+    raised: still a stop, not a failure.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _flags(fn: Callable) -> dict[str, str]:

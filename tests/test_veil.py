@@ -252,6 +252,7 @@ def test_train_veil_with_no_steps_carries_the_start_s_estimate_over(trained_mode
         for got, want in zip(carried.get_layer(layer.name).get_weights(), layer.get_weights()):
             np.testing.assert_array_equal(got, want)
     assert read_metadata(out)["veil"]["start"]["file"] == "with-veil.keras"
+    assert "carried the veil estimate of with-veil.keras over" in result.output
 
     result = runner.invoke(app, ["train-veil", str(data), "--model", str(trained_model_path), "--steps", "0",
                                  "--out", str(tmp_path / "x.keras")])

@@ -14,7 +14,7 @@ from vidderain.data.synth import RAIN_PRESETS
 from vidderain.devices import describe_device
 from vidderain.errors import InputError
 from vidderain.interrupts import exit_code, signal_name
-from vidderain.models import ModelFile, inspect_model, load_model
+from vidderain.models import ModelFile, inspect_model, load_model, save_model
 from vidderain.precision import resolve_precision
 from vidderain.train.checkpoint import run_folder, saved_state
 
@@ -288,7 +288,9 @@ def train_veil_command(
     scores = (f"; validation {report.val_psnr:.2f} dB / {report.val_ssim:.4f} with it, {report.base_psnr:.2f} dB / "
               f"{report.base_ssim:.4f} without, veil lifted on {report.lifted} of {len(data.val)} pairs"
               if data.val else "")
-    out.print(f"trained the veil estimate in {report.seconds / 60:.1f} min{scores}; model: {out_path}")
+    done = (f"trained the veil estimate in {report.seconds / 60:.1f} min" if steps else
+            f"carried the veil estimate of {begin.path.name} over")
+    out.print(f"{done}{scores}; model: {out_path}")
 
 
 @command(name="average", after_stop="nothing was written; run it again")
@@ -312,7 +314,6 @@ def average_command(
         raise InputError(f"average needs two or more models. Received: {len(models)}")
     checked = [inspect_model(model) for model in models]
     with quiet_native_stderr():
-        from vidderain.models import save_model
         from vidderain.train.average import average_models
 
         loaded = [load_model(file.path) for file in checked]

@@ -116,7 +116,7 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
                 err.print(f"interrupted ({signal_name(exc)})" + (f"; {after_stop}" if after_stop else ""), markup=False)
                 raise typer.Exit(exit_code(exc)) from None
             except Exception as exc:
-                stop = interrupt_behind(exc)
+                stop = _interrupt_behind(exc)
                 if stop is not None:
                     err.print(f"interrupted ({signal_name(stop)})" + (f"; {after_stop}" if after_stop else ""),
                               markup=False)
@@ -137,7 +137,7 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
     return register
 
 
-def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C, SIGTERM or SIGHUP an exception stands for, if one caused it; else None.
 
     A signal that arrives while C code calls back into Python (numpy asking an array for

@@ -297,7 +297,7 @@ def train_veil_command(
 def average_command(
     models: Annotated[
         list[str],
-        typer.Argument(metavar="MODEL...", help="Two or more .keras files of one network (bundled names work too), "
+        typer.Argument(metavar="MODEL", help="Two or more .keras files of one network (bundled names work too), "
                        "fine-tuned from one start.", show_default=False),
     ],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.keras).", show_default=False)],

@@ -442,8 +442,8 @@ def _points():
 
 POINTS = [
     "model load", "network, second photo", "queueing a photo's write", "video probe", "encoder start",
-    "network, mid-video", "mid-video, SIGTERM", "mid-video, SIGTERM inside numpy", "video finalising", "segment rename", "segment recorded",
-    "joining segments", "video rename",
+    "network, mid-video", "mid-video, SIGTERM", "mid-video, SIGTERM inside numpy", "video finalising",
+    "segment rename", "segment recorded", "joining segments", "video rename",
 ]
 
 

@@ -222,8 +222,8 @@ def test_a_bounded_copy_keeps_each_layer_s_weights_where_they_were():
     from vidderain.nets.veil import build_veil, copy_veil_weights
 
     unbounded = build_veil(32, bound=False)
-    unbounded.get_layer("veil_haze_raw").set_weights([np.full((32, 1), 0.01, np.float32), np.full((1,), 0.1, np.float32)])
-    unbounded.get_layer("veil_light_logit").set_weights([np.zeros((32, 1), np.float32), np.full((1,), -2.0, np.float32)])
+    for name, kernel, bias in (("veil_haze_raw", 0.01, 0.1), ("veil_light_logit", 0.0, -2.0)):
+        unbounded.get_layer(name).set_weights([np.full((32, 1), kernel, np.float32), np.full((1,), bias, np.float32)])
     bounded = build_veil(32)
     copy_veil_weights(unbounded, bounded)
     for layer in unbounded.layers:

@@ -113,14 +113,11 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
             except (typer.Exit, typer.Abort, typer.TyperException):
                 raise
             except KeyboardInterrupt as exc:
-                err.print(f"interrupted ({signal_name(exc)})" + (f"; {after_stop}" if after_stop else ""), markup=False)
-                raise typer.Exit(exit_code(exc)) from None
+                raise _stopped(exc, after_stop) from None
             except Exception as exc:
                 stop = _interrupt_behind(exc)
                 if stop is not None:
-                    err.print(f"interrupted ({signal_name(stop)})" + (f"; {after_stop}" if after_stop else ""),
-                              markup=False)
-                    raise typer.Exit(exit_code(stop)) from None
+                    raise _stopped(stop, after_stop) from None
                 if _state["debug"]:
                     err.print_exception()
                 if isinstance(exc, VidderainError):
@@ -137,19 +134,26 @@ def command(name: str | None = None, *, after_stop: str = "") -> Callable[[Calla
     return register
 
 
+def _stopped(stop: KeyboardInterrupt, after_stop: str) -> typer.Exit:
+    """Say that a signal stopped the command, and what it leaves; the exit to raise."""
+    err.print(f"interrupted ({signal_name(stop)})" + (f"; {after_stop}" if after_stop else ""), markup=False)
+    return typer.Exit(exit_code(stop))
+
+
 def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C, SIGTERM or SIGHUP an exception stands for, if one caused it; else None.
+    """The Ctrl-C, SIGTERM or SIGHUP that caused an exception (`raise ... from` it), if any; else None.
 
     A signal that arrives while C code calls back into Python (numpy asking an array for
     `__array__`) surfaces as a SystemError caused by the KeyboardInterrupt the handler
-    raised: still a stop, not a failure.
+    raised: still a stop, not a failure. An error merely raised while handling a stop
+    (its `__context__`) is not followed: that is a failure of its own.
     """
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
             return exc
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return None
 
 

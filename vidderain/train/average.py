@@ -21,8 +21,8 @@ from vidderain import __version__
 from vidderain.models import LoadedModel, file_sha256
 
 # What a mean's metadata cannot take over from the files averaged: their scores and how
-# each was trained (listed per file under "averaged" instead), and a veil estimate.
-_PER_FILE = ("val_psnr", "val_ssim", "training", "legs", "step", "wall_seconds", "veil", "date", "versions")
+# each was trained (listed per file under "averaged" instead).
+_PER_FILE = ("val_psnr", "val_ssim", "training", "legs", "step", "wall_seconds", "date", "versions")
 
 
 def average_models(models: Sequence[LoadedModel]) -> tuple[keras.Model, dict[str, Any]]:

@@ -118,3 +118,36 @@ def test_unknown_architecture_lists_the_known_ones():
 def test_builders_refuse_impossible_arguments_naming_them(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_a_temporal_network_started_from_a_single_frame_one_derains_as_it_does_whatever_the_neighbours():
+    from vidderain.nets import build_temporal_unet, start_from_single_frame
+
+    keras.utils.set_random_seed(1)
+    single = build_unet((8, 16), name="single")
+    for layer in single.layers:  # biases away from their zero start, so that copying them is checked too
+        layer.set_weights([w + 0.01 * np.random.default_rng(2).standard_normal(w.shape).astype(np.float32)
+                           for w in layer.get_weights()])
+    temporal = build_temporal_unet(3, widths=(8, 16), name="temporal")
+    rng = np.random.default_rng(0)
+    centre = rng.random((1, 32, 32, 3), np.float32)
+    window = np.concatenate([rng.random((1, 32, 32, 3), np.float32), centre, rng.random((1, 32, 32, 3), np.float32)], 3)
+    before = temporal.predict_on_batch(window)
+    start_from_single_frame(temporal, single)
+    wanted = single.predict_on_batch(centre)
+    assert not np.allclose(before, wanted, atol=1e-3)  # random weights did not already agree
+    np.testing.assert_allclose(temporal.predict_on_batch(window), wanted, atol=1e-5)
+    window[..., :3] = 1.0 - window[..., :3]  # another past frame: the neighbours are read with zeros
+    np.testing.assert_allclose(temporal.predict_on_batch(window), wanted, atol=1e-5)
+
+
+def test_a_temporal_network_refuses_a_single_frame_start_of_another_body():
+    from vidderain.nets import build_temporal_unet, start_from_single_frame
+
+    temporal = build_temporal_unet(3, widths=(8, 16), name="temporal")
+    with pytest.raises(ValueError, match="different layers"):
+        start_from_single_frame(temporal, build_unet((8, 16, 32), name="deeper"))
+    with pytest.raises(ValueError, match=r"differ in layer enc0_conv1 \(\(3, 3, 3, 12\) against \(3, 3, 9, 8\)\)"):
+        start_from_single_frame(temporal, build_unet((12, 16), name="wider"))
+    with pytest.raises(ValueError, match="reads 9 channels, not one RGB frame"):
+        start_from_single_frame(temporal, build_temporal_unet(3, widths=(8, 16), name="other"))

@@ -348,6 +348,33 @@ def test_init_starts_from_a_trained_model_of_the_same_network(tmp_path, make_nat
     assert missing.exit_code == 2 and "nosuch.keras" in missing.output and "Traceback" not in missing.output
 
 
+@pytest.mark.slow
+def test_a_temporal_network_can_start_from_a_single_frame_model_of_the_same_body(tmp_path, make_natural_image,
+                                                                                  make_rainy):
+    from vidderain.models import load_model
+
+    data = make_pairs(tmp_path / "data", make_natural_image, make_rainy, count=6, size=(64, 64))
+    common = ["--batch", 2, "--patch", 32, "--warmup", 0, "--val-split", 0.34, "--precision", "float32"]
+    single = tmp_path / "single.keras"
+    first = invoke("train", data, "--out", single, "--arch", "unet", "--steps", 2, "--val-every", 2, *common)
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "t.keras"
+    result = invoke("train", data, "--out", out, "--arch", "temporal-3", "--init", single, "--steps", 1,
+                    "--val-every", 1, "--lr", "1e-9", *common)
+    assert result.exit_code == 0, result.output
+    start, tuned = load_model(single).model, load_model(out).model
+    kernel = tuned.get_layer("temporal-3_enc0_conv1").get_weights()[0]
+    np.testing.assert_allclose(kernel[:, :, 3:6], start.get_layer("unet_enc0_conv1").get_weights()[0], atol=1e-6)
+    assert np.abs(kernel[:, :, :3]).max() < 1e-6 and np.abs(kernel[:, :, 6:]).max() < 1e-6  # neighbours: zeros
+    np.testing.assert_allclose(tuned.get_layer("temporal-3_rain").get_weights()[0],
+                               start.get_layer("unet_rain").get_weights()[0], atol=1e-6)
+
+    wide = invoke("train", data, "--out", tmp_path / "w.keras", "--arch", "temporal-wide", "--init", single,
+                  "--steps", 1, *common)
+    assert wide.exit_code == 2 and "Traceback" not in wide.output
+    assert wide.output.strip().splitlines()[-1].endswith("or a single-frame one of the same body")
+
+
 def test_a_temporal_network_trains_on_clips_and_records_its_window(tmp_path, make_natural_image, make_rainy):
     from vidderain.models import load_model
     from vidderain.temporal import WindowSpec

@@ -105,7 +105,10 @@ def train(
     init: Annotated[
         Optional[str], typer.Option("--init", help="Start from the weights of a trained model of the same network "
                                     "(a bundled name such as default, or a .keras file): fine-tuning, with a "
-                                    "schedule planned fresh from --lr.", show_default=False)
+                                    "schedule planned fresh from --lr. A temporal network may start from a "
+                                    "single-frame model of the same body (temporal-wide from default): it then "
+                                    "derains as that model does until it learns to use the neighbours.",
+                                    show_default=False)
     ] = None,
     restart_lr: Annotated[
         Optional[float], typer.Option("--restart-lr", min=0.0, help="With --resume: start the rest of the "

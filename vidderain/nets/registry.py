@@ -91,6 +91,15 @@ ARCHITECTURES: dict[str, Architecture] = {
         align="layered",
         clips=True,
     ),
+    "temporal-wide": Architecture(
+        build=lambda: build_temporal_unet(5, widths=(48, 96, 192, 384), name="temporal-wide"),
+        stride=8,
+        overlap=32,
+        description="residual U-Net of unet-wide's widths over 5 video frames, aligned as temporal-layered",
+        frames=5,
+        align="layered",
+        clips=True,
+    ),
     "temporal-3": Architecture(
         build=lambda: build_temporal_unet(3, name="temporal-3"),
         stride=8,

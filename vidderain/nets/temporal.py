@@ -7,7 +7,8 @@ neighbours warped onto the centre frame beforehand when the model aligns them, s
 `vidderain.temporal`), predicts the rain layer of the centre frame, and subtracts it
 from the centre frame. The U-Net body is the single-frame network's; only the first
 convolution reads more channels. With one frame it is the single-frame control that
-measures what the neighbours add.
+measures what the neighbours add. `start_from_single_frame` starts one from a trained
+single-frame network of the same body.
 """
 
 from __future__ import annotations
@@ -55,3 +56,45 @@ def build_temporal_unet(
     derained = layers.Subtract(name=f"{name}_subtract")([centre, rain])
     outputs = layers.ReLU(max_value=1.0, name=f"{name}_output")(derained)
     return keras.Model(inputs, outputs, name=name)
+
+
+def start_from_single_frame(network: keras.Model, single: keras.Model) -> None:
+    """Give a temporal network the weights of a single-frame network with the same body.
+
+    Every layer takes the weights of the single-frame layer of the same name (after each
+    model's own prefix). The first convolution reads the centre frame with the single-frame
+    kernel and every neighbour with zeros, so `network` computes what `single` computes on
+    the centre frame, whatever the neighbours, until training teaches it to use them.
+
+    Args:
+        network: keras.Model. A temporal network (`build_temporal_unet`), changed in place.
+        single: keras.Model. A single-frame network of the same widths and blocks
+            (`vidderain.nets.unet.build_unet`).
+
+    Raises:
+        ValueError: `single` is not a single-frame network of the same body, named in the message.
+    """
+    frames = network.inputs[0].shape[-1] // 3
+    if single.inputs[0].shape[-1] != 3:
+        raise ValueError(f"{single.name} reads {single.inputs[0].shape[-1]} channels, not one RGB frame")
+    sources = {layer.name.removeprefix(single.name): layer for layer in single.layers if layer.weights}
+    targets = {layer.name.removeprefix(network.name): layer for layer in network.layers
+               if layer.weights and layer.trainable}  # the fixed centre-frame pick is not learned
+    if sources.keys() != targets.keys():
+        raise ValueError(f"{single.name} and {network.name} have different layers "
+                         f"({', '.join(sorted(sources.keys() ^ targets.keys())[:3])})")
+    centre = 3 * (frames // 2)
+    for suffix, target in targets.items():
+        weights = []
+        for want, have in zip(target.get_weights(), sources[suffix].get_weights()):
+            if want.shape == have.shape:
+                weights.append(have)
+            elif want.ndim == 4 and want.shape[:2] + want.shape[3:] == have.shape[:2] + have.shape[3:] \
+                    and want.shape[2] == 3 * frames and have.shape[2] == 3:
+                widened = np.zeros_like(want)
+                widened[:, :, centre:centre + 3, :] = have
+                weights.append(widened)
+            else:
+                raise ValueError(f"{single.name} and {network.name} differ in layer {suffix.lstrip('_')} "
+                                 f"({have.shape} against {want.shape})")
+        target.set_weights(weights)

@@ -37,7 +37,7 @@ from vidderain.errors import InputError, ParameterError
 from vidderain.io.images import write_image
 from vidderain.metrics import psnr, ssim
 from vidderain.models import load_model, save_model
-from vidderain.nets import ARCHITECTURES, count_macs, get_architecture
+from vidderain.nets import ARCHITECTURES, count_macs, get_architecture, start_from_single_frame
 from vidderain.pipeline import prefetch
 from vidderain.pixels import to_integer
 from vidderain.precision import FLOAT32, Precision, at_precision
@@ -312,14 +312,28 @@ class Trainer:
         return state
 
     def _initialize(self, model: keras.Model, init: str) -> None:
-        """Start `model` from the weights of the trained model file `init` (fine-tuning)."""
+        """Start `model` from the weights of the trained model file `init` (fine-tuning).
+
+        A temporal network may start from a single-frame model of the same body
+        (`start_from_single_frame`): it then derains as that model does, neighbours unread.
+        """
         source = load_model(init)
         weights = source.model.get_weights()
         shapes = [tuple(w.shape) for w in weights]
-        if shapes != [tuple(v.shape) for v in model.weights]:
-            raise InputError(f"{source.path}: its network ({source.metadata.get('arch', 'unknown')}) does not fit "
-                             f"the {self.settings.arch} network; --init needs a model of the same architecture")
-        model.set_weights(weights)
+        if shapes == [tuple(v.shape) for v in model.weights]:
+            model.set_weights(weights)
+            return
+        arch = source.metadata.get("arch", "unknown")
+        if get_architecture(self.settings.arch).frames > 1 and int(source.metadata.get("frames", 1)) == 1:
+            try:
+                start_from_single_frame(model, source.model)
+                return
+            except ValueError as exc:
+                raise InputError(f"{source.path}: its network ({arch}) cannot start the {self.settings.arch} "
+                                 f"network: {exc}; --init needs a model of the same architecture, or a "
+                                 f"single-frame one of the same body") from None
+        raise InputError(f"{source.path}: its network ({arch}) does not fit the {self.settings.arch} network; "
+                         f"--init needs a model of the same architecture")
 
     # The loop --------------------------------------------------------------------
 

@@ -95,6 +95,8 @@ def folder(
 
     Grayscale stays grayscale, alpha is kept untouched, 16-bit PNG/TIFF stay 16-bit and
     JPEGs come out upright; videos keep every frame, their timing, audio and rotation.
+    A temporal model (--model temporal) reads each folder's images as the frames of one
+    clip, in name order (frame2 before frame10), and derains each with its neighbours.
     Finished results are skipped (one line says how many); --overwrite redoes them. A
     video cut short resumes after its last finished segment. A
     file that fails is reported and skipped; the exit code is 1 if any failed. With
@@ -153,7 +155,7 @@ def folder(
 
         if engine is not None:
             results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame,
-                                   window=window, network=network, on_note=on_note)
+                                   window=window, network=network, on_note=on_note, finished=plan.skipped)
         else:
             results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, ensemble, precision,
                                      plan.todo, video_options, on_result, bars.console)

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,13 @@ def working_folder(destination: str | os.PathLike) -> Path:
         digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
         name = f"{_short_stem(path)}-{digest}{path.suffix}"
     return path.with_name(f".{name}{RESUME_MARK}")
+
+
+def natural_key(path: Path) -> tuple[list[int | str], str]:
+    """Sort key for file names with digit runs compared as numbers (frame2 before frame10)."""
+    parts = re.split(r"(\d+)", path.name.lower())
+    # Even positions are text, odd positions digit runs, so comparisons never mix types.
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)], path.name
 
 
 def is_working_folder(path: str | os.PathLike) -> bool:

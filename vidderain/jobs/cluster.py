@@ -100,7 +100,7 @@ class FileWorker:
         A video cut short (a stopped run, or a worker that died) resumes after its last finished segment.
         """
         return derain_files(self.engine, [(source, destination)], video_options, window=self.window,
-                            network=self.network)[0]
+                            network=self.network, frames=False)[0]
 
 
 def start_cluster(address: str, workers: int | None = None):

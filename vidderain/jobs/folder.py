@@ -2,14 +2,18 @@
 
 Reading runs in a background thread, the network in the caller's thread and
 encoding in another background thread, with bounded queues between them. A file
-that cannot be read or written is reported and skipped; the others go on.
+that cannot be read or written is reported and skipped; the others go on. A temporal
+model reads each folder's images as the frames of a clip (`derain_frames`), the optical
+flow of its windows computed in the reading thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +29,13 @@ from vidderain.io.files import (
     is_partial,
     is_working_folder,
     make_output_folder,
+    natural_key,
 )
 from vidderain.io.images import is_image_path, read_image, write_image
 from vidderain.io.video import is_video_path
 from vidderain.jobs.resume import NetworkIdentity
 from vidderain.jobs.video import RERUN_OF_A_STOPPED_VIDEO, VideoOptions, derain_video
-from vidderain.jobs.windows import SINGLE_FRAME, check_window
+from vidderain.jobs.windows import SINGLE_FRAME, check_window, read_ahead as windows_ahead, stack_windows
 from vidderain.pipeline import BackgroundWorker, prefetch
 from vidderain.pixels import Layout, merge_rgb, split_rgb
 from vidderain.temporal import WindowSpec
@@ -47,13 +52,15 @@ class FolderPlan:
 
     Attributes:
         todo: (source, destination) pairs to process, in a stable order.
-        skipped: finished destinations, kept as they are (`overwrite` redoes them).
+        skipped: (source, destination) pairs whose destination is finished, kept as it is
+            (`overwrite` redoes them); a temporal model still reads such an image as the
+            neighbour of the frames around it.
         unreadable: one line for each sub-folder that could not be listed (no permission),
             so its files are not silently left out. Defaults to none.
     """
 
     todo: list[tuple[Path, Path]]
-    skipped: list[Path]
+    skipped: list[tuple[Path, Path]]
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -133,7 +140,7 @@ def plan_folder(in_dir: Path, out_dir: Path, recursive: bool = False, overwrite:
             continue
         destination = out_dir / source.relative_to(in_dir)
         if is_finished(destination) and not overwrite:
-            skipped.append(destination)
+            skipped.append((source, destination))
         else:
             todo.append((source, destination))
     return FolderPlan(todo=todo, skipped=skipped, unreadable=unreadable)
@@ -165,6 +172,67 @@ class _Decoded:
     error: str | None
 
 
+def _decode(index: int, source: Path, compare: str | None) -> _Decoded:
+    """Read one image for the network; a file that cannot be read becomes its one-line error."""
+    try:
+        original = read_image(source)
+        rgb, alpha, layout = split_rgb(original)
+        return _Decoded(index, original if compare else None, rgb, alpha, layout, None)
+    except (InputError, ValueError) as exc:
+        return _Decoded(index, None, None, None, None, str(exc))
+
+
+class _ImageWrites:
+    """The results of an image job: what each image needs to be written, the writes, the reports.
+
+    The network's input is made elsewhere; this takes each decoded image (`keep`, in the
+    caller's thread), writes each result in a background thread and reports every file once.
+    """
+
+    def __init__(self, todo: list[tuple[Path, Path]], on_result: Callable[[FileResult], None] | None,
+                 compare: str | None):
+        self.todo, self.on_result, self.compare = todo, on_result, compare
+        self.results: dict[int, FileResult] = {}
+        self.decoded: dict[int, _Decoded] = {}
+
+    def report(self, index: int, error: str | None) -> None:
+        source, destination = self.todo[index]
+        result = FileResult(source, destination, error)
+        self.results[index] = result
+        if self.on_result:
+            self.on_result(result)
+
+    def keep(self, item: _Decoded) -> bool:
+        """Hold what writing `item`'s result needs; a file that failed to read is reported. Whether it was read."""
+        if item.error is not None:
+            self.report(item.index, item.error)
+            return False
+        self.decoded[item.index] = item
+        return True
+
+    def _encode(self, index: int, rgb: np.ndarray) -> None:
+        item = self.decoded.pop(index)
+        destination = self.todo[index][1]
+        make_output_folder(destination.parent)
+        write_image(destination, compose(item.original, merge_rgb(rgb, item.alpha, item.layout), self.compare))
+
+    def write_all(self, derained: Iterator[tuple[int, np.ndarray]], depth: int) -> list[FileResult]:
+        """Write each (index, result) the engine yields; the FileResults in the order of `todo`.
+
+        Raises:
+            DiskFullError: the destination filled up; the results finished before are kept.
+        """
+        # A full disk ends the whole job (DiskFullError reaches the caller); other write errors fail one file.
+        with BackgroundWorker(depth=depth, name="write-images", fatal=(DiskFullError,)) as writer:
+            for index, rgb in derained:
+                writer.submit(index, self._encode, index, rgb)
+                for done_index, error in writer.completed():
+                    self.report(done_index, error)
+            for done_index, error in writer.finish():
+                self.report(done_index, error)
+        return [self.results[i] for i in sorted(self.results)]
+
+
 def derain_images(
     engine: Engine,
     todo: list[tuple[Path, Path]],
@@ -188,48 +256,116 @@ def derain_images(
     Raises:
         DiskFullError: the destination filled up; the results finished before are kept.
     """
-    results: dict[int, FileResult] = {}
-    decoded: dict[int, _Decoded] = {}
-
-    def report(index: int, error: str | None) -> None:
-        source, destination = todo[index]
-        result = FileResult(source, destination, error)
-        results[index] = result
-        if on_result:
-            on_result(result)
+    writes = _ImageWrites(todo, on_result, compare)
 
     def decode_all() -> Iterator[_Decoded]:
         for index, (source, _) in enumerate(todo):
-            try:
-                original = read_image(source)
-                rgb, alpha, layout = split_rgb(original)
-                yield _Decoded(index, original if compare else None, rgb, alpha, layout, None)
-            except (InputError, ValueError) as exc:
-                yield _Decoded(index, None, None, None, None, str(exc))
+            yield _decode(index, source, compare)
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         for item in prefetch(decode_all(), depth=read_ahead, name="read-images"):
-            if item.error is not None:
-                report(item.index, item.error)
-                continue
-            decoded[item.index] = item
-            yield item.index, item.rgb
+            if writes.keep(item):
+                yield item.index, item.rgb
 
-    def encode(index: int, rgb: np.ndarray) -> None:
-        item = decoded.pop(index)
-        destination = todo[index][1]
-        make_output_folder(destination.parent)
-        write_image(destination, compose(item.original, merge_rgb(rgb, item.alpha, item.layout), compare))
+    return writes.write_all(engine.run(frames()), depth=read_ahead)
 
-    # A full disk ends the whole job (DiskFullError reaches the caller); other write errors fail one file.
-    with BackgroundWorker(depth=read_ahead, name="write-images", fatal=(DiskFullError,)) as writer:
-        for index, rgb in engine.run(frames()):
-            writer.submit(index, encode, index, rgb)
-            for done_index, error in writer.completed():
-                report(done_index, error)
-        for done_index, error in writer.finish():
-            report(done_index, error)
-    return [results[i] for i in sorted(results)]
+
+def frame_sequences(todo: Sequence[tuple[Path, Path]], finished: Sequence[tuple[Path, Path]] = (),
+                    radius: int = 0) -> list[list[tuple[Path, int | None]]]:
+    """Each folder's images as the frames of a clip, in natural name order (frame2 before frame10).
+
+    Args:
+        todo: (source, destination) pairs of images to derain.
+        finished: (source, destination) pairs of images already derained: each is read as
+            a neighbour of the frames within `radius` of it in its folder, and derained no more.
+        radius: int. Neighbours a window reads on each side. Defaults to 0.
+
+    Returns:
+        One list per folder that has work, of (source, index into `todo`, or None for a
+        finished frame read as a neighbour only).
+    """
+    folders: dict[Path, list[tuple[Path, int | None]]] = {}
+    for index, (source, _) in enumerate(todo):
+        folders.setdefault(source.parent, []).append((source, index))
+    for source, _ in finished:
+        if source.parent in folders:  # a folder with nothing left to do needs no neighbours
+            folders[source.parent].append((source, None))
+    sequences = []
+    for frames in folders.values():
+        frames.sort(key=lambda frame: natural_key(frame[0]))
+        work = [position for position, (_, index) in enumerate(frames) if index is not None]
+        # Finished frames farther than `radius` from every frame to do are not read at all.
+        near = {p for position in work for p in range(position - radius, position + radius + 1)}
+        sequences.append([frame for position, frame in enumerate(frames) if position in near])
+    return sequences
+
+
+def derain_frames(
+    engine: Engine,
+    todo: list[tuple[Path, Path]],
+    window: WindowSpec,
+    finished: Sequence[tuple[Path, Path]] = (),
+    on_result: Callable[[FileResult], None] | None = None,
+    compare: str | None = None,
+) -> list[FileResult]:
+    """Derain images as the frames of clips, each from its window of neighbours (a temporal model).
+
+    Each folder's images are one clip, in natural name order (`frame_sequences`); an image
+    of another size than the one before it starts a new clip, and the ends of a clip
+    repeat its first or last frame (`vidderain.jobs.windows.stack_windows`). Finished
+    images are read as neighbours only, so a re-run writes what one uninterrupted run
+    would have. An image that cannot be read is a failed file; its clip goes on without it.
+
+    Args:
+        engine: Engine. Runs the temporal network.
+        todo: list of (source, destination) image pairs; destination folders are created.
+        window: WindowSpec. The frames the model reads for each output frame.
+        finished: (source, destination) pairs of images derained before, read as neighbours.
+            Defaults to none.
+        on_result: callable or None. Called in the caller's thread with each FileResult as it completes.
+        compare: str or None. "side" or "split" writes input and result in one picture. Defaults to None.
+
+    Returns:
+        One FileResult per pair of `todo`, in its order.
+
+    Raises:
+        DiskFullError: the destination filled up; the results finished before are kept.
+    """
+    writes = _ImageWrites(todo, on_result, compare)
+
+    def wanted(index: int | None) -> bool:
+        return index is not None  # a finished frame, read as a neighbour, gets no window
+
+    def events() -> Iterator[_Decoded | tuple[int, np.ndarray]]:
+        # Runs in a background thread: reading, the optical flow and the stacking overlap the network.
+        # A frame's _Decoded goes out before its window, which waits for the frames after it.
+        told: deque[_Decoded] = deque()
+
+        def frames(sequence: list[tuple[Path, int | None]]) -> Iterator[tuple[int | None, np.ndarray]]:
+            for source, index in sequence:
+                item = _decode(-1 if index is None else index, source, compare)
+                if index is not None:
+                    told.append(replace(item, rgb=None))
+                if item.error is None:
+                    yield index, item.rgb
+
+        for sequence in frame_sequences(todo, finished, window.radius):
+            for _, clip in itertools.groupby(frames(sequence), key=lambda frame: frame[1].shape[:2]):
+                for index, stacked in stack_windows(clip, window, wanted=wanted):
+                    while told:
+                        yield told.popleft()
+                    yield index, stacked
+            while told:  # frames that failed after the last window
+                yield told.popleft()
+
+    def inputs() -> Iterator[tuple[int, np.ndarray]]:
+        for event in prefetch(events(), depth=windows_ahead(window), name="read-frames"):
+            if isinstance(event, _Decoded):
+                writes.keep(event)
+            else:
+                yield event
+
+    return writes.write_all(engine.run(inputs()), depth=windows_ahead(window))
 
 
 def derain_files(
@@ -241,10 +377,13 @@ def derain_files(
     window: WindowSpec = SINGLE_FRAME,
     network: NetworkIdentity | None = None,
     on_note: Callable[[Path, str], None] | None = None,
+    finished: Sequence[tuple[Path, Path]] = (),
+    frames: bool = True,
 ) -> list[FileResult]:
     """Derain the images of `todo` (streamed together), then its videos one by one.
 
-    A temporal model (a window of several frames) derains videos only: each image is a
+    A temporal model (a window of several frames) reads each folder's images as the frames
+    of a clip (`derain_frames`), or, with `frames` False, refuses them: each image is then a
     failed file, one line saying why (`image_refused`), and the videos go on.
 
     Args:
@@ -260,6 +399,11 @@ def derain_files(
             video cut short is resumed (`derain_video`). Defaults to None (never resumed).
         on_note: callable or None. Called as `(video source, line)` with the lines a video
             tells as it starts; None adds them to its result's notes.
+        finished: (source, destination) pairs of images derained before (`FolderPlan.skipped`),
+            which a temporal model reads as the neighbours of the frames around them. Defaults to none.
+        frames: bool. Whether a temporal model derains images as frames of clips; False for a
+            caller that hands over one file at a time (a Ray worker), where an image has no
+            neighbours. Defaults to True.
 
     Returns:
         The FileResults, images first, then videos.
@@ -273,6 +417,9 @@ def derain_files(
     videos = [item for item in todo if is_video_path(item[0])]
     if window.frames == 1:
         results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
+    elif frames:
+        finished = [item for item in finished if not is_video_path(item[0])]
+        results = derain_frames(engine, images, window, finished, on_result=on_result, compare=video_options.compare)
     else:
         results = [FileResult(source, destination, image_refused(source, window)) for source, destination in images]
         if on_result:
@@ -294,9 +441,10 @@ def derain_files(
 
 
 def image_refused(source: Path, window: WindowSpec) -> str:
-    """Why a temporal model does not derain the image `source`, in one line."""
-    return (f"{source}: an image, and this model needs a video: it derains each frame with its "
-            f"{window.frames - 1} neighbours (a single-frame model derains images)")
+    """Why a temporal model does not derain the image `source` on its own (a Ray worker's file), in one line."""
+    return (f"{source}: an image, and this model derains each frame with its {window.frames - 1} neighbours, "
+            f"which a Ray worker given one file does not see: run without --ray to derain a folder of frames "
+            f"(or use a single-frame model)")
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -34,8 +34,8 @@ SINGLE_FRAME = WindowSpec(frames=1)
 READ_AHEAD = 4
 
 
-def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
-                  skip: int = 0) -> Iterator[tuple[Key, np.ndarray]]:
+def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec, skip: int = 0,
+                  wanted: Callable[[Key], bool] | None = None) -> Iterator[tuple[Key, np.ndarray]]:
     """Turn a stream of frames into the stream of their windows, in order, one per frame.
 
     Args:
@@ -45,6 +45,9 @@ def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
             a job that starts after the first frame (a resumed one) reads the K frames
             before it first (or all of them, when fewer), so its windows are those of
             a run from the first frame. Defaults to 0.
+        wanted: callable or None. `wanted(key)` False: that frame is read as a neighbour only
+            and gets no window (nothing is stacked for it). Defaults to None (every frame
+            after `skip` gets one).
 
     Yields:
         (key, window): the key of the window's centre frame and the float32 HxWx(3*frames)
@@ -55,19 +58,19 @@ def stack_windows(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,
     ring: deque[tuple[Key, PreparedFrame]] = deque(maxlen=spec.frames)
     count = 0  # frames read so far; the ring holds the last len(ring) of them
 
-    def window(centre: int, total: int) -> tuple[Key, np.ndarray]:
+    def windows(centre: int, total: int) -> Iterator[tuple[Key, np.ndarray]]:
         first = count - len(ring)
         key = ring[centre - first][0]
-        return key, stacker.stack([ring[index - first][1] for index in window_indices(centre, total, radius)])
+        if centre >= skip and (wanted is None or wanted(key)):
+            yield key, stacker.stack([ring[index - first][1] for index in window_indices(centre, total, radius)])
 
     for key, frame in frames:
         ring.append((key, stacker.prepare(frame)))
         count += 1
-        centre = count - 1 - radius  # frame `count - 1` is this window's last neighbour
-        if centre >= skip:
-            yield window(centre, count)
-    for centre in range(max(skip, count - radius), count):  # the last K frames: their future is the last frame
-        yield window(centre, count)
+        if count > radius:  # frame `count - 1` is the last neighbour of the window centred `radius` before it
+            yield from windows(count - 1 - radius, count)
+    for centre in range(max(0, count - radius), count):  # the last K frames: their future is the last frame
+        yield from windows(centre, count)
 
 
 def model_inputs(frames: Iterable[tuple[Key, np.ndarray]], spec: WindowSpec,

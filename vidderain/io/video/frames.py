@@ -8,14 +8,13 @@ TIFF), the form a video reader gives.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from vidderain.errors import InputError
-from vidderain.io.files import check_readable_folder, is_partial
+from vidderain.io.files import check_readable_folder, is_partial, natural_key
 from vidderain.io.images import is_image_path, read_image
 from vidderain.pixels import split_rgb, to_integer
 
@@ -42,13 +41,7 @@ def read_frame_folder(folder: str | os.PathLike) -> list[Path]:
     ]
     if not frames:
         raise InputError(f"{folder}: holds no image frames")
-    return sorted(frames, key=_natural_key)
-
-
-def _natural_key(path: Path) -> tuple[list[int | str], str]:
-    parts = re.split(r"(\d+)", path.name.lower())
-    # Even positions are text, odd positions digit runs, so comparisons never mix types.
-    return [int(p) if i % 2 else p for i, p in enumerate(parts)], path.name
+    return sorted(frames, key=natural_key)
 
 
 def read_frames(paths: list[Path], dtype: np.dtype | type = np.uint8) -> Iterator[np.ndarray]:

@@ -98,25 +98,52 @@ def test_ray_local_writes_the_bytes_a_local_run_writes(ray_module, rainy_folder,
 
 
 @pytest.mark.slow
-def test_ray_workers_derain_videos_with_a_temporal_model_as_a_local_run_does(ray_module, tmp_path,
-                                                                             temporal_model_path, make_natural_image):
+def test_ray_workers_derain_a_video_and_a_clips_frames_with_a_temporal_model_as_a_local_run_does(
+    ray_module, tmp_path, temporal_model_path, make_natural_image, make_rainy, monkeypatch
+):
     from vidderain.io.video import ffmpeg_exe
+    from vidderain.jobs import cluster
 
+    monkeypatch.setattr(cluster, "FRAMES_PER_TASK", 3)  # 8 frames in 3 tasks: windows across their edges
     folder = tmp_path / "in"
-    folder.mkdir()
+    (folder / "frames").mkdir(parents=True)
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.6",
                     "-pix_fmt", "yuv420p", str(folder / "clip.mp4")], check=True)
-    write_image(folder / "still.png", to_integer(make_natural_image(32, 40)))
-    local = invoke("folder", folder, tmp_path / "local", "--model", temporal_model_path)
-    result = invoke("folder", folder, tmp_path / "ray", "--model", temporal_model_path, "--ray", "local",
-                    "--workers", 1)
-    assert local.exit_code == 0 and "2 derained, 0 failed" in local.output, local.output
-    # A worker sees one file, so an image has no neighbours there: refused in one line, the video goes on.
-    assert result.exit_code == 1, result.output
-    assert "1 derained, 1 failed" in result.output and "still.png: an image" in result.output
-    assert "run without --ray" in result.output
+    scene = make_natural_image(40, 72, seed=3)
+    for i in range(8):
+        write_image(folder / "frames" / f"f{i + 1}.png", to_integer(make_rainy(scene[:, i : i + 56], seed=i)))
+    local = invoke("folder", folder, tmp_path / "local", "--recursive", "--model", temporal_model_path)
+    result = invoke("folder", folder, tmp_path / "ray", "--recursive", "--model", temporal_model_path,
+                    "--ray", "local", "--workers", 2)
+    for run in (local, result):
+        assert run.exit_code == 0, run.output
+        assert "9 derained, 0 failed" in run.output
     assert "windows of 5 frames aligned by the camera's motion" in result.output
-    assert files_of(tmp_path / "ray") == {"clip.mp4": (tmp_path / "local" / "clip.mp4").read_bytes()}
+    assert files_of(tmp_path / "ray" / "frames") == files_of(tmp_path / "local" / "frames")
+    assert (tmp_path / "ray" / "clip.mp4").read_bytes() == (tmp_path / "local" / "clip.mp4").read_bytes()
+
+
+def test_a_clips_frames_go_to_the_workers_in_runs_with_the_frames_their_windows_read(tmp_path, monkeypatch):
+    from vidderain.jobs import cluster
+    from vidderain.temporal import WindowSpec
+
+    monkeypatch.setattr(cluster, "FRAMES_PER_TASK", 4)
+    frames = [tmp_path / "in" / f"f{i}.png" for i in range(1, 12)]  # f1 ... f11, f10 after f9
+    video = tmp_path / "in" / "clip.mp4"
+    finished = [frames[4]]  # f5: done before, read again as a neighbour
+    todo = [(source, tmp_path / "out" / source.name) for source in frames if source not in finished]
+    todo.append((video, tmp_path / "out" / "clip.mp4"))
+    tasks = cluster.plan_tasks(todo, WindowSpec(5), finished)
+    names = lambda paths: [p.name for p in paths]  # noqa: E731
+    assert [(names(todo[i][0] for i in task.files), names(task.neighbours)) for task in tasks] == [
+        (["f1.png", "f2.png", "f3.png", "f4.png"], ["f5.png", "f6.png"]),
+        (["f6.png", "f7.png", "f8.png"], ["f5.png", "f3.png", "f4.png", "f9.png", "f10.png"]),
+        (["f9.png", "f10.png", "f11.png"], ["f7.png", "f8.png"]),
+        (["clip.mp4"], []),
+    ]
+    # A single-frame model: a task per file, nothing read beside it.
+    single = cluster.plan_tasks(todo, WindowSpec(1), finished)
+    assert [task.files for task in single] == [[i] for i in range(len(todo))] and not any(t.neighbours for t in single)
 
 
 def _segments_recorded(folder: Path, name: str) -> int:

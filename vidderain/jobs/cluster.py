@@ -2,12 +2,15 @@
 
 Each worker is a Ray actor that loads the model once (the driver ships the model file
 through Ray's object store, so workers need no copy of it) and derains whole files
-with the same per-file function as a local run (`vidderain.jobs.folder.derain_files`):
-videos stay whole, keeping their audio and timing, and every output is written
-atomically. The driver hands the next file to whichever worker is free and reports
-each result as it arrives. Input and output paths must be the same on every machine
-(a shared filesystem). Ray is imported only here, and only when asked for; the
-driver imports no Keras either (`vidderain.models` loads it when a worker loads the model).
+with the same function as a local run (`vidderain.jobs.folder.derain_files`): videos
+stay whole, keeping their audio and timing, and every output is written atomically.
+With a temporal model a folder's images are the frames of a clip: they go out in runs
+of FRAMES_PER_TASK, each with the frames on either side that its windows read, so the
+results are those of a local run. The driver hands the next task to whichever worker
+is free and reports each result as it arrives. Input and output paths must be the same
+on every machine (a shared filesystem). Ray is imported only here, and only when asked
+for; the driver imports no Keras either (`vidderain.models` loads it when a worker loads
+the model).
 """
 
 from __future__ import annotations
@@ -17,18 +20,19 @@ import os
 import signal
 import tempfile
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidderain.engine import Engine, TileSettings
 from vidderain.errors import NAME, DiskFullError, ParameterError, first_line
 from vidderain.interrupts import STOP_SIGNALS
 from vidderain.io.files import leftover_partials
-from vidderain.jobs.folder import FileResult, derain_files
+from vidderain.io.video import is_video_path
+from vidderain.jobs.folder import FileResult, derain_files, frame_sequences
 from vidderain.jobs.resume import NetworkIdentity, tidy_after_a_lost_run
 from vidderain.jobs.video import VideoOptions
-from vidderain.models import load_model
+from vidderain.models import load_model, read_metadata
 from vidderain.precision import FLOAT32, Precision, at_precision, resolve_precision
 from vidderain.temporal import WindowSpec
 
@@ -36,6 +40,7 @@ LOCAL = "local"
 RAY_HINT = "pip install 'vidderain[ray]'"
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster only carries the model and results' metadata
 KILLED_WORKERS_WAIT = 10.0  # seconds an interrupted run waits for its killed workers to be gone before tidying
+FRAMES_PER_TASK = 32  # a temporal model's frames in a folder go to the workers in runs of this many
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,56 @@ class FileWorker:
         # The same identity a local run records, so a video one stopped, another resumes.
         self.network = NetworkIdentity(hashlib.sha256(model_bytes).hexdigest(), precision.name)
 
-    def derain(self, source: Path, destination: Path, video_options: VideoOptions) -> FileResult:
-        """Derain one image or video into `destination` (written atomically); never raises for a bad file.
+    def derain(self, todo: list[tuple[Path, Path]], neighbours: list[Path],
+               video_options: VideoOptions) -> list[FileResult]:
+        """Derain one task: a video, an image, or a run of a clip's frames with the frames its
+        windows read beside it (`neighbours`); each result written atomically. Never raises for a bad file.
 
         A video cut short (a stopped run, or a worker that died) resumes after its last finished segment.
         """
-        return derain_files(self.engine, [(source, destination)], video_options, window=self.window,
-                            network=self.network, frames=False)[0]
+        return derain_files(self.engine, todo, video_options, window=self.window, network=self.network,
+                            neighbours=neighbours)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one worker call derains: `files`, indices into the job's todo, reading `neighbours` beside them."""
+
+    files: list[int]
+    neighbours: list[Path] = field(default_factory=list)
+
+
+def plan_tasks(todo: Sequence[tuple[Path, Path]], window: WindowSpec,
+               finished: Sequence[Path] = ()) -> list[Task]:
+    """Cut a folder job into worker tasks: one per video, and one per image for a single-frame model.
+
+    A temporal model's images are the frames of clips (`vidderain.jobs.folder.frame_sequences`):
+    each folder's go out in runs of FRAMES_PER_TASK frames in clip order, each run with the
+    `window.radius` frames before and after it as neighbours (read, not written), and the
+    finished frames among them too, so that every window is the one a local run stacks.
+
+    Args:
+        todo: (source, destination) pairs, images and videos mixed.
+        window: WindowSpec. The model's window of frames.
+        finished: sources of images derained before (read as neighbours). Defaults to none.
+    """
+    videos = [Task([index]) for index, (source, _) in enumerate(todo) if is_video_path(source)]
+    images = [index for index, (source, _) in enumerate(todo) if not is_video_path(source)]
+    if window.frames == 1:
+        return [Task([index]) for index in images] + videos
+    tasks = []
+    radius = window.radius
+    frames = [todo[index] for index in images]
+    for sequence in frame_sequences(frames, [s for s in finished if not is_video_path(s)], radius):
+        for start in range(0, len(sequence), FRAMES_PER_TASK):
+            run = sequence[start : start + FRAMES_PER_TASK]
+            work = [images[index] for _, index in run if index is not None]
+            if not work:
+                continue
+            around = sequence[max(0, start - radius) : start] + sequence[start + len(run) : start + len(run) + radius]
+            neighbours = [source for source, index in run if index is None] + [source for source, _ in around]
+            tasks.append(Task(work, neighbours))
+    return tasks + videos
 
 
 def start_cluster(address: str, workers: int | None = None):
@@ -149,8 +197,9 @@ def derain_on_ray(
     on_result: Callable[[FileResult], None] | None = None,
     on_start: Callable[[ClusterInfo], None] | None = None,
     precision: str = "auto",
+    finished: Sequence[Path] = (),
 ) -> list[FileResult]:
-    """Derain every (source, destination) of `todo` on Ray workers, whole files each.
+    """Derain every (source, destination) of `todo` on Ray workers, whole files each (`plan_tasks`).
 
     Args:
         model_path: Path. The `.keras` model file, read here and shipped to the workers.
@@ -167,6 +216,8 @@ def derain_on_ray(
         precision: str. "float32", "bfloat16", or "auto": resolved once, on a worker's machine
             (a GPU one when the cluster has GPUs), and used by every worker, so a file's result
             does not depend on which machine ran it. Defaults to "auto".
+        finished: sources of the images whose results were finished before, which a temporal
+            model reads as the neighbours of the frames around them. Defaults to none.
 
     Returns:
         One FileResult per pair, in the order of `todo`. A file whose worker died is a
@@ -179,6 +230,7 @@ def derain_on_ray(
     if workers is not None and workers < 1:
         raise ParameterError("workers", workers, "at least 1")
     video_options = video_options or VideoOptions()
+    tasks = plan_tasks(todo, WindowSpec.from_metadata(read_metadata(model_path)), finished)
     ray = start_cluster(address, workers)
     try:
         resources = ray.cluster_resources()
@@ -200,18 +252,17 @@ def derain_on_ray(
         actor_class = ray.remote(FileWorker)
         actors = [actor_class.options(**options).remote(Path(model_path).name, model, settings, chosen)
                   for _ in range(count)]
-        return _dispatch(ray, actors, todo, video_options, on_result)
+        return _dispatch(ray, actors, todo, tasks, video_options, on_result)
     finally:
         ray.shutdown()  # stops a local cluster; from a remote one, only disconnects
 
 
-def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: VideoOptions,
+def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], tasks: list[Task], video_options: VideoOptions,
               on_result: Callable[[FileResult], None] | None) -> list[FileResult]:
-    # Largest files first, so a long video does not start last and keep one worker busy alone.
-    order = sorted(range(len(todo)), key=lambda i: -_size(todo[i][0]))
-    waiting = deque(order)
+    # Largest tasks first, so a long video does not start last and keep one worker busy alone.
+    waiting = deque(sorted(tasks, key=lambda task: -sum(_size(todo[i][0]) for i in task.files)))
     idle = list(actors)
-    running: dict = {}  # future -> (actor, index)
+    running: dict = {}  # future -> (actor, task)
     results: dict[int, FileResult] = {}
 
     def report(index: int, result: FileResult) -> None:
@@ -219,36 +270,39 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
         if on_result:
             on_result(result)
 
+    def fail(task: Task, why: str) -> None:
+        for index in task.files:
+            source, destination = todo[index]
+            report(index, FileResult(source, destination, f"{source}: {why}"))
+
     try:
         while waiting or running:
             while idle and waiting:
-                actor, index = idle.pop(), waiting.popleft()
-                source, destination = todo[index]
-                running[actor.derain.remote(source, destination, video_options)] = (actor, index)
+                actor, task = idle.pop(), waiting.popleft()
+                files = [todo[index] for index in task.files]
+                running[actor.derain.remote(files, task.neighbours, video_options)] = (actor, task)
             if not running:  # every worker died; nothing can take the rest
-                for index in waiting:
-                    source, destination = todo[index]
-                    report(index, FileResult(source, destination, f"{source}: no Ray worker is left to derain it"))
+                for task in waiting:
+                    fail(task, "no Ray worker is left to derain it")
                 break
             [future], _ = ray.wait(list(running), num_returns=1)
-            actor, index = running.pop(future)
-            source, destination = todo[index]
+            actor, task = running.pop(future)
             try:
-                result = ray.get(future)
+                for index, result in zip(task.files, ray.get(future)):
+                    report(index, result)
                 idle.append(actor)
             except ray.exceptions.RayActorError as exc:
                 # The worker is gone (killed, out of memory, its machine lost) and cannot
-                # clean up after itself; nobody else writes this destination. A video's
-                # finished segments stay, for a re-run to continue.
-                _tidy(destination)
-                result = FileResult(source, destination,
-                                    f"{source}: its Ray worker died ({first_line(exc)}); run again to finish it")
+                # clean up after itself; nobody else writes these destinations. A video's
+                # finished segments stay, for a re-run to continue; so do the task's finished images.
+                for index in task.files:
+                    _tidy(todo[index][1])
+                fail(task, f"its Ray worker died ({first_line(exc)}); run again to finish it")
             except ray.exceptions.RayTaskError as exc:
                 if isinstance(exc.cause, DiskFullError):  # every later file would fail the same way
                     raise exc.cause from None
                 idle.append(actor)
-                result = FileResult(source, destination, f"{source}: {first_line(exc.cause or exc)}")
-            report(index, result)
+                fail(task, first_line(exc.cause or exc))
     finally:
         # Interrupted: stop the workers still writing, wait until they are gone (a kill takes
         # effect a moment later, and a worker alive meanwhile may start its next segment),
@@ -257,8 +311,9 @@ def _dispatch(ray, actors: list, todo: list[tuple[Path, Path]], video_options: V
             ray.kill(actor)
         if running:
             ray.wait(list(running), num_returns=len(running), timeout=KILLED_WORKERS_WAIT)
-        for _, index in running.values():
-            _tidy(todo[index][1])
+        for _, task in running.values():
+            for index in task.files:
+                _tidy(todo[index][1])
     return [results[i] for i in sorted(results)]
 
 

@@ -270,31 +270,32 @@ def derain_images(
     return writes.write_all(engine.run(frames()), depth=read_ahead)
 
 
-def frame_sequences(todo: Sequence[tuple[Path, Path]], finished: Sequence[tuple[Path, Path]] = (),
+def frame_sequences(todo: Sequence[tuple[Path, Path]], neighbours: Sequence[Path] = (),
                     radius: int = 0) -> list[list[tuple[Path, int | None]]]:
     """Each folder's images as the frames of a clip, in natural name order (frame2 before frame10).
 
     Args:
         todo: (source, destination) pairs of images to derain.
-        finished: (source, destination) pairs of images already derained: each is read as
-            a neighbour of the frames within `radius` of it in its folder, and derained no more.
+        neighbours: images not to derain (finished before, or another worker's) that are
+            frames of the same clips: each is read as a neighbour of the frames within
+            `radius` of it in its folder. Defaults to none.
         radius: int. Neighbours a window reads on each side. Defaults to 0.
 
     Returns:
         One list per folder that has work, of (source, index into `todo`, or None for a
-        finished frame read as a neighbour only).
+        frame read as a neighbour only).
     """
     folders: dict[Path, list[tuple[Path, int | None]]] = {}
     for index, (source, _) in enumerate(todo):
         folders.setdefault(source.parent, []).append((source, index))
-    for source, _ in finished:
+    for source in neighbours:
         if source.parent in folders:  # a folder with nothing left to do needs no neighbours
             folders[source.parent].append((source, None))
     sequences = []
     for frames in folders.values():
         frames.sort(key=lambda frame: natural_key(frame[0]))
         work = [position for position, (_, index) in enumerate(frames) if index is not None]
-        # Finished frames farther than `radius` from every frame to do are not read at all.
+        # Neighbours farther than `radius` from every frame to do are not read at all.
         near = {p for position in work for p in range(position - radius, position + radius + 1)}
         sequences.append([frame for position, frame in enumerate(frames) if position in near])
     return sequences
@@ -304,7 +305,7 @@ def derain_frames(
     engine: Engine,
     todo: list[tuple[Path, Path]],
     window: WindowSpec,
-    finished: Sequence[tuple[Path, Path]] = (),
+    neighbours: Sequence[Path] = (),
     on_result: Callable[[FileResult], None] | None = None,
     compare: str | None = None,
 ) -> list[FileResult]:
@@ -312,16 +313,16 @@ def derain_frames(
 
     Each folder's images are one clip, in natural name order (`frame_sequences`); an image
     of another size than the one before it starts a new clip, and the ends of a clip
-    repeat its first or last frame (`vidderain.jobs.windows.stack_windows`). Finished
-    images are read as neighbours only, so a re-run writes what one uninterrupted run
-    would have. An image that cannot be read is a failed file; its clip goes on without it.
+    repeat its first or last frame (`vidderain.jobs.windows.stack_windows`). Images in
+    `neighbours` (finished before, or another worker's) are read as neighbours only, so a
+    re-run, or a clip split between workers, writes what one uninterrupted run would have.
+    An image that cannot be read is a failed file; its clip goes on without it.
 
     Args:
         engine: Engine. Runs the temporal network.
         todo: list of (source, destination) image pairs; destination folders are created.
         window: WindowSpec. The frames the model reads for each output frame.
-        finished: (source, destination) pairs of images derained before, read as neighbours.
-            Defaults to none.
+        neighbours: images of the same folders not to derain, read as neighbours. Defaults to none.
         on_result: callable or None. Called in the caller's thread with each FileResult as it completes.
         compare: str or None. "side" or "split" writes input and result in one picture. Defaults to None.
 
@@ -334,7 +335,7 @@ def derain_frames(
     writes = _ImageWrites(todo, on_result, compare)
 
     def wanted(index: int | None) -> bool:
-        return index is not None  # a finished frame, read as a neighbour, gets no window
+        return index is not None  # a frame read as a neighbour only gets no window
 
     def events() -> Iterator[_Decoded | tuple[int, np.ndarray]]:
         # Runs in a background thread: reading, the optical flow and the stacking overlap the network.
@@ -349,7 +350,7 @@ def derain_frames(
                 if item.error is None:
                     yield index, item.rgb
 
-        for sequence in frame_sequences(todo, finished, window.radius):
+        for sequence in frame_sequences(todo, neighbours, window.radius):
             for _, clip in itertools.groupby(frames(sequence), key=lambda frame: frame[1].shape[:2]):
                 for index, stacked in stack_windows(clip, window, wanted=wanted):
                     while told:
@@ -377,14 +378,12 @@ def derain_files(
     window: WindowSpec = SINGLE_FRAME,
     network: NetworkIdentity | None = None,
     on_note: Callable[[Path, str], None] | None = None,
-    finished: Sequence[tuple[Path, Path]] = (),
-    frames: bool = True,
+    neighbours: Sequence[Path] = (),
 ) -> list[FileResult]:
     """Derain the images of `todo` (streamed together), then its videos one by one.
 
     A temporal model (a window of several frames) reads each folder's images as the frames
-    of a clip (`derain_frames`), or, with `frames` False, refuses them: each image is then a
-    failed file, one line saying why (`image_refused`), and the videos go on.
+    of a clip (`derain_frames`).
 
     Args:
         engine: Engine. Runs the network.
@@ -399,11 +398,9 @@ def derain_files(
             video cut short is resumed (`derain_video`). Defaults to None (never resumed).
         on_note: callable or None. Called as `(video source, line)` with the lines a video
             tells as it starts; None adds them to its result's notes.
-        finished: (source, destination) pairs of images derained before (`FolderPlan.skipped`),
-            which a temporal model reads as the neighbours of the frames around them. Defaults to none.
-        frames: bool. Whether a temporal model derains images as frames of clips; False for a
-            caller that hands over one file at a time (a Ray worker), where an image has no
-            neighbours. Defaults to True.
+        neighbours: images not to derain (the sources of `FolderPlan.skipped`, or another
+            worker's frames), which a temporal model reads as the neighbours of the frames
+            around them. Defaults to none.
 
     Returns:
         The FileResults, images first, then videos.
@@ -417,11 +414,9 @@ def derain_files(
     videos = [item for item in todo if is_video_path(item[0])]
     if window.frames == 1:
         results = derain_images(engine, images, on_result=on_result, compare=video_options.compare)
-    elif frames:
-        finished = [item for item in finished if not is_video_path(item[0])]
-        results = derain_frames(engine, images, window, finished, on_result=on_result, compare=video_options.compare)
     else:
-        results = [FileResult(source, destination, image_refused(source, window)) for source, destination in images]
+        neighbours = [source for source in neighbours if not is_video_path(source)]
+        results = derain_frames(engine, images, window, neighbours, on_result=on_result, compare=video_options.compare)
         if on_result:
             for result in results:
                 on_result(result)
@@ -438,13 +433,6 @@ def derain_files(
         if on_result:
             on_result(result)
     return results
-
-
-def image_refused(source: Path, window: WindowSpec) -> str:
-    """Why a temporal model does not derain the image `source` on its own (a Ray worker's file), in one line."""
-    return (f"{source}: an image, and this model derains each frame with its {window.frames - 1} neighbours, "
-            f"which a Ray worker given one file does not see: run without --ray to derain a folder of frames "
-            f"(or use a single-frame model)")
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -13,6 +13,7 @@ from vidderain.io.images import read_image, write_image
 from vidderain.pixels import to_float, to_integer
 
 runner = CliRunner()
+FRAME_NAMES = [f"frame{i + 1}.png" for i in range(11)]  # in name order frame10 would come before frame2
 
 
 def invoke(*args):
@@ -55,6 +56,12 @@ def window_mean(frames: list[np.ndarray], centre: int, radius: int = 2) -> np.nd
     return to_integer(np.mean(window, axis=0)).astype(int)
 
 
+def assert_window_means(out: Path, names: list[str], frames: list[np.ndarray]) -> None:
+    """Each result `out/names[i]` is the mean of the window around `frames[i]`, to 8-bit rounding."""
+    for i, name in enumerate(names):
+        assert np.abs(read_image(out / name).astype(int) - window_mean(frames, i)).max() <= 1, name
+
+
 @pytest.fixture(scope="module")
 def window_mean_model_path(tmp_path_factory) -> Path:
     """A temporal model file whose network gives the mean of its 5 unaligned frames: what a job
@@ -78,10 +85,10 @@ def window_mean_model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def numbered_frames(tmp_path, make_natural_image, make_rainy):
-    """11 frames named frame1.png ... frame11.png: in name order frame10 would come before frame2."""
+    """11 frames of a clip, named FRAME_NAMES."""
     frames = rainy_clip(make_natural_image, make_rainy, 11)
     folder = tmp_path / "frames"
-    write_frames(folder, frames, [f"frame{i + 1}.png" for i in range(11)])
+    write_frames(folder, frames, FRAME_NAMES)
     return folder, frames
 
 
@@ -93,9 +100,7 @@ def test_a_folder_of_frames_is_derained_with_each_frames_neighbours_in_number_or
     result = invoke("folder", folder, out, "--model", window_mean_model_path)
     assert result.exit_code == 0, result.output
     assert "11 derained, 0 failed, 0 skipped" in result.output
-    for i in range(11):
-        written = read_image(out / f"frame{i + 1}.png").astype(int)
-        assert np.abs(written - window_mean(frames, i)).max() <= 1, f"frame{i + 1}"
+    assert_window_means(out, FRAME_NAMES, frames)
 
 
 def test_the_temporal_network_derains_a_folder_of_frames_as_the_engine_does_the_clip(
@@ -106,9 +111,8 @@ def test_the_temporal_network_derains_a_folder_of_frames_as_the_engine_does_the_
     result = invoke("folder", folder, out, "--model", temporal_model_path, "--precision", "float32")
     assert result.exit_code == 0, result.output
     assert "windows of 5 frames aligned by the camera's motion" in result.output
-    for i, want in enumerate(expected_results(temporal_model, frames)):
-        written = read_image(out / f"frame{i + 1}.png").astype(int)
-        assert np.abs(written - want).max() <= 1, f"frame{i + 1}"
+    for name, want in zip(FRAME_NAMES, expected_results(temporal_model, frames)):
+        assert np.abs(read_image(out / name).astype(int) - want).max() <= 1, name
 
 
 def test_a_rerun_reads_the_finished_frames_as_neighbours_and_writes_what_one_run_would(
@@ -122,9 +126,7 @@ def test_a_rerun_reads_the_finished_frames_as_neighbours_and_writes_what_one_run
     result = invoke("folder", folder, out, "--model", window_mean_model_path)
     assert result.exit_code == 0, result.output
     assert "3 derained, 0 failed, 8 skipped" in result.output
-    for i in range(11):
-        written = read_image(out / f"frame{i + 1}.png").astype(int)
-        assert np.abs(written - window_mean(frames, i)).max() <= 1, f"frame{i + 1}"
+    assert_window_means(out, FRAME_NAMES, frames)
 
 
 def test_a_frame_of_another_size_starts_a_clip_and_an_unreadable_one_fails_alone(
@@ -141,9 +143,8 @@ def test_a_frame_of_another_size_starts_a_clip_and_an_unreadable_one_fails_alone
     assert "8 derained, 1 failed, 0 skipped" in result.output
     assert "001b.png" in result.output and "Traceback" not in result.output
     assert not (out / "001b.png").exists()
-    for names, clip in ((["000", "001", "002", "003", "004"], big), (["005", "006", "007"], small)):
-        for i, name in enumerate(names):
-            assert np.abs(read_image(out / f"{name}.png").astype(int) - window_mean(clip, i)).max() <= 1, name
+    assert_window_means(out, ["000.png", "001.png", "002.png", "003.png", "004.png"], big)
+    assert_window_means(out, ["005.png", "006.png", "007.png"], small)
 
 
 def test_each_folder_is_its_own_clip(tmp_path, make_natural_image, make_rainy, window_mean_model_path):
@@ -154,6 +155,5 @@ def test_each_folder_is_its_own_clip(tmp_path, make_natural_image, make_rainy, w
     out = tmp_path / "out"
     result = invoke("folder", tmp_path / "in", out, "--recursive", "--model", window_mean_model_path)
     assert result.exit_code == 0, result.output
-    for sub, clip in (("a", first), ("b", second)):
-        for i in range(3):
-            assert np.abs(read_image(out / sub / f"{i + 1}.png").astype(int) - window_mean(clip, i)).max() <= 1
+    assert_window_means(out / "a", ["1.png", "2.png", "3.png"], first)
+    assert_window_means(out / "b", ["1.png", "2.png", "3.png"], second)

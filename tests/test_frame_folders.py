@@ -157,3 +157,23 @@ def test_each_folder_is_its_own_clip(tmp_path, make_natural_image, make_rainy, w
     assert result.exit_code == 0, result.output
     assert_window_means(out / "a", ["1.png", "2.png", "3.png"], first)
     assert_window_means(out / "b", ["1.png", "2.png", "3.png"], second)
+
+
+def test_each_frame_is_reported_once_as_it_is_written(numbered_frames, tmp_path, window_mean_model_path):
+    from vidderain.engine import Engine, TileSettings
+    from vidderain.jobs.folder import derain_files
+    from vidderain.models import load_model
+    from vidderain.temporal import WindowSpec
+
+    folder, _ = numbered_frames
+    loaded = load_model(window_mean_model_path)
+    engine = Engine(loaded.model, loaded.stride, TileSettings(overlap=loaded.overlap))
+    todo = [(folder / name, tmp_path / "out" / name) for name in FRAME_NAMES]
+    reported = []
+
+    def on_result(result):
+        reported.append(result.source.name)
+        assert result.destination.is_file()  # reported once written, not before
+
+    results = derain_files(engine, todo, window=WindowSpec.from_metadata(loaded.metadata), on_result=on_result)
+    assert reported == FRAME_NAMES and all(result.ok for result in results)

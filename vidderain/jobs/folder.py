@@ -417,9 +417,6 @@ def derain_files(
     else:
         neighbours = [source for source in neighbours if not is_video_path(source)]
         results = derain_frames(engine, images, window, neighbours, on_result=on_result, compare=video_options.compare)
-        if on_result:
-            for result in results:
-                on_result(result)
     for source, destination in videos:
         progress = (lambda done, total, source=source: on_frame(source, done, total)) if on_frame else None
         tell = (lambda line, source=source: on_note(source, line)) if on_note else None

@@ -203,7 +203,7 @@ class _ImageWrites:
             self.on_result(result)
 
     def keep(self, item: _Decoded) -> bool:
-        """Hold what writing `item`'s result needs; a file that failed to read is reported. Whether it was read."""
+        """Hold what writing `item`'s result needs and return True; report a failed read and return False."""
         if item.error is not None:
             self.report(item.index, item.error)
             return False

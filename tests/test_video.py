@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from vidderain.cli import app
 from vidderain.engine import Engine, TileSettings
 from vidderain.io.files import PART_MARK
-from vidderain.io.images import read_image, write_image
+from vidderain.io.images import write_image
 from vidderain.io.video import VideoReader, VideoWriter, ffmpeg_exe, probe_video
 from vidderain.pixels import to_float, to_integer
 from vidderain.temporal import WindowSpec, WindowStacker, window_indices
@@ -321,11 +321,14 @@ def test_folder_command_derains_videos_too(clip_and_still, tmp_path, trained_mod
     assert (tmp_path / "out" / "still.png").is_file()
 
 
-def test_folder_with_a_temporal_model_derains_its_videos_and_its_images_as_frames(clip_and_still, tmp_path,
+def test_folder_with_a_temporal_model_derains_its_videos_and_refuses_a_lone_image(clip_and_still, tmp_path,
                                                                                  temporal_model_path):
     result = invoke("folder", clip_and_still, tmp_path / "out", "--model", temporal_model_path)
-    assert result.exit_code == 0, result.output
-    assert "2 derained, 0 failed, 0 skipped" in result.output
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("failed")]
+    # Its window would be the image five times: no rain moves, and the network leaves it as it is.
+    assert len(failed) == 1 and "still.png: the only frame of its size" in failed[0], result.output
+    assert "--model default" in failed[0]
+    assert "1 derained, 1 failed, 0 skipped" in result.output
     assert probe_video(tmp_path / "out" / "clip.mp4").frame_count == 30
-    # A lone image is a clip of one frame: its window repeats it (tests/test_frame_folders.py has longer ones).
-    assert read_image(tmp_path / "out" / "still.png").shape == (32, 40, 3)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4"]

@@ -205,6 +205,7 @@ class _ImageWrites:
     def keep(self, item: _Decoded) -> bool:
         """Hold what writing `item`'s result needs and return True; report a failed read and return False."""
         if item.error is not None:
+            self.decoded.pop(item.index, None)  # a frame found to be alone after it was read
             self.report(item.index, item.error)
             return False
         self.decoded[item.index] = item
@@ -313,7 +314,9 @@ def derain_frames(
 
     Each folder's images are one clip, in natural name order (`frame_sequences`); an image
     of another size than the one before it starts a new clip, and the ends of a clip
-    repeat its first or last frame (`vidderain.jobs.windows.stack_windows`). Images in
+    repeat its first or last frame (`vidderain.jobs.windows.stack_windows`). A clip of one
+    frame is a failed file (`lone_frame`): from a window of one image repeated, a temporal
+    network sees no rain move and returns the image nearly unchanged. Images in
     `neighbours` (finished before, or another worker's) are read as neighbours only, so a
     re-run, or a clip split between workers, writes what one uninterrupted run would have.
     An image that cannot be read is a failed file; its clip goes on without it.
@@ -352,7 +355,13 @@ def derain_frames(
 
         for sequence in frame_sequences(todo, neighbours, window.radius):
             for _, clip in itertools.groupby(frames(sequence), key=lambda frame: frame[1].shape[:2]):
-                for index, stacked in stack_windows(clip, window, wanted=wanted):
+                start = list(itertools.islice(clip, 2))
+                if len(start) == 1:
+                    index = start[0][0]
+                    if index is not None:
+                        told.append(_Decoded(index, None, None, None, None, lone_frame(todo[index][0])))
+                    continue
+                for index, stacked in stack_windows(itertools.chain(start, clip), window, wanted=wanted):
                     while told:
                         yield told.popleft()
                     yield index, stacked
@@ -430,6 +439,12 @@ def derain_files(
         if on_result:
             on_result(result)
     return results
+
+
+def lone_frame(source: Path) -> str:
+    """Why a temporal model does not derain `source`, a clip of one frame, in one line."""
+    return (f"{source}: the only frame of its size in its folder, and this model derains each frame from the frames "
+            f"around it (photos: --model default)")
 
 
 def _inside(path: Path, folder: Path) -> bool:

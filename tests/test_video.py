@@ -221,6 +221,17 @@ def test_folder_of_frames_with_fps(tmp_path, any_model_path, make_natural_image)
     assert (info.frame_count, info.fps) == (11, NTSC)
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_temporal_model_given_a_single_frame_says_so(tmp_path, temporal_model_path, make_natural_image, count):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(count):
+        write_image(frames / f"{i}.png", to_integer(make_natural_image(48, 64, seed=i)))
+    result = invoke("video", frames, tmp_path / "o.mp4", "--model", temporal_model_path, "--fps", "25")
+    assert result.exit_code == 0, result.output
+    assert ("a single frame: this model derains each frame from the frames around it" in result.output) == (count == 1)
+
+
 def test_folder_of_frames_without_fps_is_refused(tmp_path, trained_model_path, make_natural_image):
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -263,6 +263,9 @@ def _derain_segments(engine: Engine, described: _Described, destination: Path, o
         if reader is not None and reader.damage:
             notes.append(f"damaged or truncated: ffmpeg reported {reader.damage!r}; "
                          f"the {done} frames it could decode were derained")
+        if done == 1 and window.frames > 1:
+            notes.append("a single frame: this model derains each frame from the frames around it, and leaves a "
+                         "frame alone nearly as it is (--model default derains it)")
         return notes
     finally:
         if reader is not None:

@@ -295,8 +295,9 @@ def test_models_name_a_temporal_model_for_videos_apart_from_the_ranking(bundle_t
             archive.writestr(name, data)
     result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert ("Which to use: tiny, the best validation score at the least compute. For videos: temporal (what "
-            "`vidderain video` runs), which also reads each frame's neighbours") in " ".join(result.output.split())
+    assert ("Which to use: tiny, the best validation score at the least compute. For videos and folders of a "
+            "clip's frames: temporal (what `vidderain video` runs), which also reads each frame's neighbours"
+            ) in " ".join(result.output.split())
     assert "45.00 dB (clips)" in result.output
 
 

@@ -62,8 +62,10 @@ def _which_to_use(found: dict[str, dict[str, Any]]) -> str:
     single = {name: meta for name, meta in found.items() if not _is_temporal(meta)}
     videos = [name + (" (what `vidderain video` runs)" if name == VIDEO_MODEL else "")
               for name, meta in found.items() if _is_temporal(meta)]
-    for_videos = (f" For videos: {', '.join(videos)}, which also reads each frame's neighbours "
-                  "(its validation score is on synthetic rainy clips, not comparable).") if videos else ""
+    for_videos = ""
+    if videos:
+        for_videos = (f" For videos and folders of a clip's frames: {', '.join(videos)}, which also reads each "
+                      "frame's neighbours (its validation score is on synthetic rainy clips, not comparable).")
     scored = {name: meta["val_psnr"] for name, meta in single.items() if meta.get("val_psnr")}
     if not scored:
         return "Which to use: none records a validation score; try each on a few of your frames." + for_videos

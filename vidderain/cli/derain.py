@@ -42,7 +42,7 @@ from vidderain.io.files import is_finished
 from vidderain.jobs import folder as folder_job
 from vidderain.jobs import video as video_job
 from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
-from vidderain.jobs.folder import FileResult, FolderPlan, check_folder_job, derain_files, plan_folder
+from vidderain.jobs.folder import FileResult, check_folder_job, derain_files, plan_folder
 from vidderain.jobs.resume import SEGMENT_SECONDS
 from vidderain.jobs.video import VideoOptions, check_video_job, derain_video
 from vidderain.models import DEFAULT_MODEL, VIDEO_MODEL
@@ -153,12 +153,13 @@ def folder(
         def on_note(source: Path, line: str) -> None:
             bars.console.print(f"{source}: {line}", markup=False)
 
+        finished = [source for source, _ in plan.skipped]  # a temporal model reads them as neighbours
         if engine is not None:
             results = derain_files(engine, plan.todo, video_options, on_result=on_result, on_frame=on_frame,
-                                   window=window, network=network, on_note=on_note, neighbours=[source for source, _ in plan.skipped])
+                                   window=window, network=network, on_note=on_note, neighbours=finished)
         else:
             results = _derain_on_ray(ray_address, workers, model, tile, overlap, batch, ensemble, precision,
-                                     plan, video_options, on_result, bars.console)
+                                     plan.todo, finished, video_options, on_result, bars.console)
     failures = len([r for r in results if not r.ok]) + len(plan.unreadable)
     done = len([r for r in results if r.ok])
     summary = f"{done} derained, {failures} failed, {len(plan.skipped)} skipped, in {time.monotonic() - started:.1f} s"
@@ -168,8 +169,8 @@ def folder(
 
 
 def _derain_on_ray(address: str, workers: Optional[int], model: str, tile: int, overlap: Optional[int], batch: int,
-                   ensemble: bool, precision: str, plan: FolderPlan, video_options: VideoOptions,
-                   on_result, console: Console) -> list[FileResult]:
+                   ensemble: bool, precision: str, todo: list[tuple[Path, Path]], finished: list[Path],
+                   video_options: VideoOptions, on_result, console: Console) -> list[FileResult]:
     """Run a folder job's files on Ray workers; the driver loads no model and no TensorFlow."""
     # One error here, not one per worker.
     checked, settings = check_model(model, tile, overlap, batch, ensemble, precision)
@@ -179,9 +180,8 @@ def _derain_on_ray(address: str, workers: Optional[int], model: str, tile: int, 
                       f"{info.precision.describe()}, {describe(settings)}"
                       f"{describe_window(WindowSpec.from_metadata(checked.metadata))}", markup=False)
 
-    return derain_on_ray(checked.path, settings, plan.todo, video_options, address=address, workers=workers,
-                         on_result=on_result, on_start=on_start, precision=precision,
-                         finished=[source for source, _ in plan.skipped])
+    return derain_on_ray(checked.path, settings, todo, video_options, address=address, workers=workers,
+                         on_result=on_result, on_start=on_start, precision=precision, finished=finished)
 
 
 def _fraction(text: Optional[str]) -> Optional[Fraction]:

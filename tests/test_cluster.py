@@ -119,6 +119,7 @@ def test_ray_workers_derain_a_video_and_a_clips_frames_with_a_temporal_model_as_
         assert run.exit_code == 0, run.output
         assert "9 derained, 0 failed" in run.output
     assert "windows of 5 frames aligned by the camera's motion" in result.output
+    assert "read as the frames of one clip" in result.output
     assert files_of(tmp_path / "ray" / "frames") == files_of(tmp_path / "local" / "frames")
     assert (tmp_path / "ray" / "clip.mp4").read_bytes() == (tmp_path / "local" / "clip.mp4").read_bytes()
 

@@ -100,7 +100,15 @@ def test_a_folder_of_frames_is_derained_with_each_frames_neighbours_in_number_or
     result = invoke("folder", folder, out, "--model", window_mean_model_path)
     assert result.exit_code == 0, result.output
     assert "11 derained, 0 failed, 0 skipped" in result.output
+    assert "each folder's images are read as the frames of one clip, in name order" in result.output
     assert_window_means(out, FRAME_NAMES, frames)
+
+
+def test_a_single_frame_model_says_nothing_of_clips(numbered_frames, tmp_path, trained_model_path):
+    folder, _ = numbered_frames
+    result = invoke("folder", folder, tmp_path / "out", "--model", trained_model_path)
+    assert result.exit_code == 0, result.output
+    assert "11 derained" in result.output and "clip" not in result.output
 
 
 def test_the_temporal_network_derains_a_folder_of_frames_as_the_engine_does_the_clip(

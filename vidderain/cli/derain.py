@@ -39,6 +39,7 @@ from vidderain.cli.options import (
 from vidderain.engine import TileSettings
 from vidderain.errors import InputError
 from vidderain.io.files import is_finished
+from vidderain.io.video import is_video_path
 from vidderain.jobs import folder as folder_job
 from vidderain.jobs import video as video_job
 from vidderain.jobs.cluster import ClusterInfo, derain_on_ray, import_ray
@@ -126,6 +127,8 @@ def folder(
     engine, window, network = None, None, None
     if ray_address is None:
         engine, window, network = load_engine(model, tile, overlap, batch, ensemble, precision)
+        if line := _frames_of_clips(window, plan.todo):
+            err.print(line, markup=False)
     started = time.monotonic()
     with progress("rate") as bars:
         overall = bars.add_task("files", total=len(plan.todo), rate="")
@@ -175,13 +178,24 @@ def _derain_on_ray(address: str, workers: Optional[int], model: str, tile: int, 
     # One error here, not one per worker.
     checked, settings = check_model(model, tile, overlap, batch, ensemble, precision)
 
+    window = WindowSpec.from_metadata(checked.metadata)
+
     def on_start(info: ClusterInfo) -> None:
         console.print(f"model {checked.path.name} ({checked.metadata.get('arch', '?')}) on {info.describe()} in "
-                      f"{info.precision.describe()}, {describe(settings)}"
-                      f"{describe_window(WindowSpec.from_metadata(checked.metadata))}", markup=False)
+                      f"{info.precision.describe()}, {describe(settings)}{describe_window(window)}", markup=False)
+        if line := _frames_of_clips(window, todo):
+            console.print(line, markup=False)
 
     return derain_on_ray(checked.path, settings, todo, video_options, address=address, workers=workers,
                          on_result=on_result, on_start=on_start, precision=precision, finished=finished)
+
+
+def _frames_of_clips(window: WindowSpec, todo: list[tuple[Path, Path]]) -> Optional[str]:
+    """The line that says how a temporal model reads a folder's images, or None when it reads none."""
+    if window.frames == 1 or all(is_video_path(source) for source, _ in todo):
+        return None
+    return (f"each folder's images are read as the frames of one clip, in name order: each frame is derained with "
+            f"the {window.radius} before and after it (photos: --model default)")
 
 
 def _fraction(text: Optional[str]) -> Optional[Fraction]:

@@ -94,6 +94,39 @@ def test_dark_dims_the_scene_of_some_crops_and_keeps_their_rain_as_bright():
     assert 70 < dimmed < 125 and streaked > 20
 
 
+def test_twins_lay_the_same_rain_over_one_coloured_scene_added_and_screen_blended():
+    # A flat grey scene with one streak adding 0.3 down the middle column.
+    clean = np.full((48, 48, 3), 0.5, np.float32)
+    rainy = clean.copy()
+    rainy[:, 24] += 0.3
+    batches = PatchBatches([(rainy, clean)], batch=16, patch=16, steps=30, augment="flip+highlights+dark+twins",
+                           seed=2)
+    starts = streaked = 0
+    for i in range(len(batches)):
+        rainy_crops, clean_crops = batches[i]
+        b = 0
+        while b < len(clean_crops):
+            c = clean_crops[b]
+            levels = np.median(c.reshape(-1, 3), axis=0)
+            if levels.max() - levels.min() < 0.05:  # grey: neither twin nor anything but dimmed or lit
+                b += 1
+                continue
+            starts += 1
+            assert b + 1 < len(clean_crops) and np.array_equal(clean_crops[b + 1], c)  # one clean side for both
+            added, screened = rainy_crops[b] - c, rainy_crops[b + 1] - c
+            assert added.min() > -1e-6
+            assert levels.max() >= 0.5 * 0.6 - 1e-6 and levels.min() <= 0.7 * levels.max() + 1e-6  # a saturated colour
+            unclipped = rainy_crops[b] < 1 - 1e-6
+            np.testing.assert_allclose(screened[unclipped], (added * (1 - c))[unclipped], atol=1e-5)
+            if added.max() > 0.01:
+                streaked += 1
+                assert added.max() == pytest.approx(0.3, abs=1e-5)  # the pair's own rain, as bright
+                assert (screened <= added + 1e-6).all() and screened.max() < 0.3  # less where the colour is bright
+            b += 2
+    # TWIN_SHARE (0.12) of the slots not taken by a twin start one: about 50 of 480.
+    assert 25 < starts < 85 and streaked > 5
+
+
 def test_batches_keep_the_direction_of_rain_with_flip_only():
     rainy, clean = marked_pair(48, 48)
     batches = PatchBatches([(rainy, clean)], batch=8, patch=16, steps=4, augment="flip")

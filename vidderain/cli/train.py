@@ -79,9 +79,11 @@ def train(
         str, typer.Option("--augment", help="flip (left-right mirrors), flip+rot90 (also quarter turns, "
                           "which lay near-vertical rain across: measured worse on Rain100L), flip+highlights "
                           "(also thin bright curves drawn alike into both sides of a third of the crops, so that "
-                          "bright lines that are not rain are kept) or flip+highlights+dark (also the scene of "
+                          "bright lines that are not rain are kept), flip+highlights+dark (also the scene of "
                           "30 % of the crops dimmed under rain as bright as before, so that rain over dark "
-                          "areas is taken off).")
+                          "areas is taken off) or flip+highlights+dark+twins (also pairs of crops of one "
+                          "saturated colour with the same rain added in one and screen-blended in the other, "
+                          "so that streaks over coloured surfaces are taken off without a dark trace).")
     ] = "flip",
     rain_mix: Annotated[
         float, typer.Option("--rain-mix", min=0.0, max=1.0, help="Share of paired crops whose rainy side is drawn "

@@ -39,10 +39,12 @@ def split_validation(items: Sequence, count: int, seed: int = 0) -> tuple[list, 
     return train, val
 
 
-AUGMENTATIONS = ("flip", "flip+rot90", "flip+highlights", "flip+highlights+dark")
+AUGMENTATIONS = ("flip", "flip+rot90", "flip+highlights", "flip+highlights+dark", "flip+highlights+dark+twins")
 HIGHLIGHT_SHARE = 0.35  # the share of crops that get highlights with "flip+highlights"
-DARK_SHARE = 0.3  # the share of crops whose scene is dimmed under its rain with "flip+highlights+dark"
+DARK_SHARE = 0.3  # the share of crops whose scene is dimmed under its rain with "flip+highlights+dark" (and +twins)
 DARK_GAIN = (0.03, 0.35)  # the range the dimmed scene's gain is drawn from
+TWIN_SHARE = 0.12  # the share of batch slots that start a pair of twins with "flip+highlights+dark+twins"
+TWIN_HIGHLIGHTS = 0.5  # the share of twins whose coloured scene gets highlights drawn over it
 
 
 def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = "flip") -> list[np.ndarray]:
@@ -59,9 +61,10 @@ def augment(images: Sequence[np.ndarray], rng: np.random.Generator, mode: str = 
             crops one to three thin bright curves (`highlights`) drawn into every image alike,
             so that the network sees bright lines that are not rain kept. "flip+highlights+dark":
             the same here; `PatchBatches` then dims some crops' scenes under their rain (`darken`).
-            Defaults to "flip".
+            "flip+highlights+dark+twins": the same here; `PatchBatches` also makes twins of some
+            crops (`twins`). Defaults to "flip".
     """
-    if mode in ("flip", "flip+highlights", "flip+highlights+dark"):
+    if mode in ("flip", "flip+highlights", "flip+highlights+dark", "flip+highlights+dark+twins"):
         flip = bool(rng.integers(2))
         images = [image[:, ::-1] if flip else image for image in images]
         if mode != "flip" and rng.random() < HIGHLIGHT_SHARE:
@@ -110,6 +113,32 @@ def darken(rainy: np.ndarray, clean: np.ndarray, rng: np.random.Generator) -> tu
     gain = np.float32(rng.uniform(*DARK_GAIN))
     dim = clean * gain
     return np.clip(dim + (rainy - clean), 0.0, 1.0), dim
+
+
+def twins(rainy: np.ndarray, clean: np.ndarray,
+          rng: np.random.Generator) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The pair's rain over one saturated colour of its scene, added and screen-blended: two (rainy, clean) pairs.
+
+    The scene keeps one channel at 0.6-1.0 of itself and the others scaled down (a red
+    saucer, a blue car); in half the twins bright curves (`highlights`) are drawn over the
+    colour, kept. The rain (what the pair's rainy side adds) is added to the first,
+    clipped, as in Rain100L, and screen-blended into the second (it brightens each channel
+    in proportion to the light left in it), over the same clean side: only the streaks'
+    colour tells the two apart, so that the network does not take a grey streak off a
+    screen-blended one and leave a dark trace (`coffee`'s saucer; models/README.md, "Twins").
+    """
+    rain = np.clip(rainy - clean, 0.0, 1.0)
+    top = rng.uniform(0.6, 1.0)
+    second = rng.uniform(0.05, 0.7) * top
+    third = rng.uniform(0.05, 1.0) * second
+    gain = rng.permutation(np.array([top, second, third])).astype(np.float32)
+    tinted = clean * gain
+    if rng.random() < TWIN_HIGHLIGHTS:
+        layer = highlights(tinted.shape[:2], rng)[..., None]
+        tinted = tinted + layer - tinted * layer
+    added = np.clip(tinted + rain, 0.0, 1.0)
+    screened = np.clip(tinted + rain * (1.0 - tinted), 0.0, 1.0)
+    return (added, tinted), (screened, tinted)
 
 
 class PatchBatches(keras.utils.PyDataset):
@@ -180,7 +209,12 @@ class PatchBatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, index])
         rainy_batch = np.empty((self.batch, self.patch, self.patch, 3), np.float32)
         clean_batch = np.empty_like(rainy_batch)
+        twin = None  # the second of a pair of twins, for the next slot
         for b in range(self.batch):
+            if twin is not None:
+                rainy_batch[b], clean_batch[b] = twin
+                twin = None
+                continue
             item = int(rng.integers(len(self.items)))
             rainy, clean = self.items[item]
             y = int(rng.integers(rainy.shape[0] - self.patch + 1))
@@ -189,6 +223,13 @@ class PatchBatches(keras.utils.PyDataset):
             rainy_crop, clean_crop = augment([rainy[crop], clean[crop]], rng, self.augment)
             if self.augment == "flip+highlights+dark" and rng.random() < DARK_SHARE:
                 rainy_crop, clean_crop = darken(rainy_crop, clean_crop, rng)
+            elif self.augment == "flip+highlights+dark+twins":
+                draw = rng.random()
+                if draw < DARK_SHARE:
+                    rainy_crop, clean_crop = darken(rainy_crop, clean_crop, rng)
+                elif draw < DARK_SHARE + TWIN_SHARE and b + 1 < self.batch:
+                    (rainy_batch[b], clean_batch[b]), twin = twins(rainy_crop, clean_crop, rng)
+                    continue  # the pair's own rain, never the synthesizer's
             if self._synthesized(item, rng):
                 rainy_crop = self.synthesize(np.ascontiguousarray(clean_crop), rng)
             rainy_batch[b], clean_batch[b] = rainy_crop, clean_crop

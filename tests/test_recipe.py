@@ -108,7 +108,7 @@ def test_twins_lay_the_same_rain_over_one_coloured_scene_added_and_screen_blende
         while b < len(clean_crops):
             c = clean_crops[b]
             levels = np.median(c.reshape(-1, 3), axis=0)
-            if levels.max() - levels.min() < 0.05:  # grey: neither twin nor anything but dimmed or lit
+            if levels.max() - levels.min() < 0.05:  # grey: a crop as it was, dimmed or lit; not a twin
                 b += 1
                 continue
             starts += 1
